@@ -1,0 +1,12 @@
+#include "cmd/cmd.h"
+
+#include <stdio.h>
+
+int cmd_quantize(int argc, char **argv)
+{
+    if (cmd_wants_help(argc, argv)) {
+        printf("usage: ward quantize ...\n\nNot built yet.\n");
+        return 0;
+    }
+    return cmd_not_built("quantize");
+}

@@ -1,0 +1,12 @@
+#include "cmd/cmd.h"
+
+#include <stdio.h>
+
+int cmd_serve(int argc, char **argv)
+{
+    if (cmd_wants_help(argc, argv)) {
+        printf("usage: ward serve ...\n\nNot built yet.\n");
+        return 0;
+    }
+    return cmd_not_built("serve");
+}
