@@ -10,7 +10,14 @@
  * mapping; all pointers stay valid until gguf_close().
  *
  * gguf_open_buffer() parses an in-memory buffer (for the fuzzer and tests); the
- * buffer must outlive the handle.
+ * buffer must outlive the handle. Tensor data pointers are aligned to the
+ * file's alignment relative to buf, so pass a buffer from malloc (or better)
+ * if the data will be read as floats.
+ *
+ * Strings (keys, values, tensor names) are untrusted bytes: keys and names
+ * contain no NUL (checked), values may contain anything.
+ *
+ * Byte order: little-endian files on little-endian hosts only (ward's targets).
  *
  * Writer: gguf_writer collects KVs and tensors, then writes a file in one go.
  */
@@ -28,7 +35,13 @@
 #define GGUF_MAX_ARRAY (1u << 24)      /* array elements: 16M (vocab/merges arrays < 1M) */
 #define GGUF_MAX_NAME 64               /* tensor name bytes (ggml's GGML_MAX_NAME) */
 #define GGUF_MAX_DIMS 4                /* ggml tensors have at most 4 dims */
+#define GGUF_MAX_KEY 1024              /* key bytes; real keys are < 100 */
 #define GGUF_DEFAULT_ALIGNMENT 32
+/* general.alignment must be a power of two in this range: the spec asks for a
+ * multiple of 8 (so F32/F16 data is naturally aligned for the engine), and no
+ * format needs more than a large page. */
+#define GGUF_MIN_ALIGNMENT 8
+#define GGUF_MAX_ALIGNMENT 65536
 
 /* GGUF metadata value types. */
 typedef enum {
@@ -94,13 +107,26 @@ int gguf_get_arr(const gguf_file *f, const char *key, gguf_vtype *elem_type, uin
 int gguf_arr_str(const gguf_file *f, const char *key, uint64_t i, gguf_str *out);
 int gguf_arr_f32(const gguf_file *f, const char *key, uint64_t i, float *out);   /* FLOAT32 arrays */
 int gguf_arr_i64(const gguf_file *f, const char *key, uint64_t i, int64_t *out); /* any integer array */
+/* Raw view of a numeric or bool array: little-endian elements, count of them,
+ * each gguf_vtype_size(elem_type) bytes, possibly unaligned (read with memcpy).
+ * Points into the mapping. -1 if absent, not an array, or a string array. */
+int gguf_arr_data(const gguf_file *f, const char *key, gguf_vtype *elem_type,
+                  uint64_t *count, const void **data);
+/* Bytes of one scalar of this type (0 for STRING/ARRAY/unknown). */
+size_t gguf_vtype_size(uint32_t type);
+/* "UINT32", "STRING", ... or "unknown". */
+const char *gguf_vtype_name(uint32_t type);
 
 /* Tensors. */
 size_t gguf_n_tensors(const gguf_file *f);
 const gguf_tensor *gguf_tensor_at(const gguf_file *f, size_t i);
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name); /* NULL if absent */
 
-/* ---- writer ---- */
+/* ---- writer ----
+ * Setters replace an existing key of the same name (so a copied KV can be
+ * overridden). The writer enforces the reader's limits, so what it writes the
+ * reader accepts. A u32 "general.alignment" KV, if set, is used as the
+ * alignment (it must be a power of two within the GGUF_*_ALIGNMENT range). */
 typedef struct gguf_writer gguf_writer;
 
 gguf_writer *gguf_writer_new(void);
@@ -120,7 +146,23 @@ int gguf_copy_kv(gguf_writer *w, const gguf_file *src, int64_t i);
 /* Adds a tensor; data (n_bytes as implied by type and dims) is copied. */
 int gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                     const uint64_t *ne, const void *data);
-/* Writes the file (alignment GGUF_DEFAULT_ALIGNMENT). 0 or -1 with err. */
+/* Adds a tensor whose data is produced at write time: fill(ctx, dst, n_bytes,
+ * err, errlen) must write exactly n_bytes into dst and return 0 (or -1 with
+ * err set, which aborts the write). Keeps memory to one tensor at a time
+ * (used by `ward quantize`). ctx must stay valid until the write. */
+typedef int (*gguf_tensor_fill_fn)(void *ctx, void *dst, size_t n_bytes, char *err, size_t errlen);
+int gguf_add_tensor_fn(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                       const uint64_t *ne, gguf_tensor_fill_fn fill, void *ctx);
+/* Tensor geometry check shared by reader and writer: fills n_elems and n_bytes
+ * or returns -1 with err (zero/overflowing dims, unknown type, ne[0] not a
+ * multiple of the block). */
+int gguf_tensor_geometry(uint32_t type, uint32_t n_dims, const uint64_t *ne,
+                         uint64_t *n_elems, uint64_t *n_bytes, char *err, size_t errlen);
+/* Writes the file (alignment GGUF_DEFAULT_ALIGNMENT unless general.alignment
+ * says otherwise) to a temporary name next to path, then renames it into
+ * place. 0 or -1 with err. */
 int gguf_writer_write(gguf_writer *w, const char *path, char *err, size_t errlen);
+/* Same bytes into a malloc'd buffer (*out, *out_len; caller frees). */
+int gguf_writer_write_buffer(gguf_writer *w, void **out, size_t *out_len, char *err, size_t errlen);
 
 #endif
