@@ -137,7 +137,7 @@ int auth_ratelimit_take(auth_ratelimit *rl, const char *who, int rpm, uint64_t n
     if (ok) {
         b->tokens -= 1.0;
     } else {
-        double secs = (1.0 - b->tokens) * 60.0 / rpm;
+        double secs = (1.0 - b->tokens) * 60.0 / rpm - 1e-6; /* float noise must not add a second */
         int s = (int)secs;
         if ((double)s < secs)
             s++;
