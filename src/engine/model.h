@@ -70,6 +70,7 @@ typedef struct {
     const float *attn_norm;     /* [n_embd] */
     model_weight wq, wk, wv, wo;
     const float *bq, *bk, *bv;  /* [n_head*head_dim], [n_head_kv*head_dim] x2; qwen2 */
+    const float *bo;            /* [n_embd]; optional attn_output bias */
     const float *ffn_norm;      /* [n_embd] */
     model_weight w_gate, w_up, w_down;
 } model_layer;
