@@ -1,12 +1,298 @@
+/* cmd_serve: `ward serve` — parses flags, builds the router, runs the server
+ * until SIGTERM/SIGINT, then drains gracefully and exits 0.
+ *
+ * Plugging in (auth, api): add your lines in the marked section of
+ * serve_wire(); everything you need is in `serve_options` and the router. */
+#include "api/api_router.h"
 #include "cmd/cmd.h"
+#include "server/http.h"
+#include "util/log.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* Bounds on numeric flags: wide enough for any sane deployment, narrow enough
+ * that a typo cannot ask for absurd memory or a timeout of decades. */
+#define SERVE_MAX_THREADS 256
+#define SERVE_MAX_HEADER_BYTES_LIMIT (1024 * 1024)
+#define SERVE_MAX_BODY_BYTES_LIMIT (1024L * 1024 * 1024)
+#define SERVE_MAX_HEADERS_LIMIT 10000
+#define SERVE_MAX_TIMEOUT_MS (24L * 3600 * 1000)
+#define SERVE_MAX_CONNECTIONS_LIMIT 1000000
+
+typedef struct serve_options {
+    http_params http;
+    const char *model;             /* --model FILE, or NULL */
+    const char *served_model_name; /* --served-model-name, default: model file name */
+    log_level level;
+} serve_options;
+
+static http_server *volatile g_server;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    http_server *s = g_server;
+    if (s)
+        http_server_stop(s); /* async-signal-safe: a flag and eventfd writes */
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ward serve [options]\n"
+            "\n"
+            "Serves the OpenAI-compatible HTTP API (health endpoints always).\n"
+            "\n"
+            "options:\n"
+            "  --host ADDR              address to listen on (default 127.0.0.1)\n"
+            "  --port N                 port, 0 = any free port (default 8080)\n"
+            "  --threads N              event-loop threads (default 1)\n"
+            "  --model FILE             GGUF model to serve\n"
+            "  --served-model-name NAME model name in the API (default: the file name)\n"
+            "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+            "  --max-header-bytes N     request line + headers limit (default %d)\n"
+            "  --max-body-bytes N       request body limit (default %d)\n"
+            "  --max-headers N          header count limit (default %d)\n"
+            "  --header-timeout-ms N    time to receive a request head (default %d)\n"
+            "  --body-timeout-ms N      longest pause while receiving a body (default %d)\n"
+            "  --idle-timeout-ms N      keep-alive idle limit (default %d)\n"
+            "  --max-connections N      concurrent connections (default %d)\n"
+            "  --shutdown-grace-ms N    time in-flight requests get on SIGTERM (default %d)\n"
+            "  --tls-cert FILE          PEM certificate chain (with --tls-key: HTTPS)\n"
+            "  --tls-key FILE           PEM private key (re-read when the files change)\n"
+            "  -h, --help               this help\n",
+            HTTP_MAX_HEADER_BYTES, HTTP_MAX_BODY_BYTES, HTTP_MAX_HEADERS, HTTP_HEADER_TIMEOUT_MS,
+            HTTP_BODY_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_SHUTDOWN_GRACE_MS);
+}
+
+/* Parses a decimal integer in [lo, hi]; the whole string must be digits. */
+static int parse_num(const char *flag, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "ward serve: %s expects an integer from %ld to %ld, got '%s'\n", flag, lo, hi, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Returns 0, 1 for --help, or 2 after printing one line for a usage error. */
+static int parse_args(int argc, char **argv, serve_options *o)
+{
+    http_default_params(&o->http);
+    o->model = NULL;
+    o->served_model_name = NULL;
+    o->level = LOG_INFO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+            return 1;
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "ward serve: unexpected argument '%s' (see 'ward serve --help')\n", a);
+            return 2;
+        }
+        /* --flag=value or --flag value */
+        char name[64];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        if (nlen >= sizeof name) {
+            fprintf(stderr, "ward serve: unknown option '%.40s...' (see 'ward serve --help')\n", a);
+            return 2;
+        }
+        memcpy(name, a, nlen);
+        name[nlen] = '\0';
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[i + 1];
+        }
+        static const char *const known[] = {
+            "--host", "--port", "--threads", "--model", "--served-model-name", "--log-level",
+            "--max-header-bytes", "--max-body-bytes", "--max-headers", "--header-timeout-ms", "--body-timeout-ms",
+            "--idle-timeout-ms", "--max-connections", "--shutdown-grace-ms", "--tls-cert", "--tls-key",
+        };
+        int ok = 0;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            ok |= strcmp(name, known[k]) == 0;
+        if (!ok) {
+            fprintf(stderr, "ward serve: unknown option '%s' (see 'ward serve --help')\n", name);
+            return 2;
+        }
+        if (!val) {
+            fprintf(stderr, "ward serve: %s needs a value\n", name);
+            return 2;
+        }
+        if (!eq)
+            i++;
+        long x = 0;
+        http_params *h = &o->http;
+        if (strcmp(name, "--host") == 0) {
+            if (!*val) {
+                fprintf(stderr, "ward serve: --host needs a value\n");
+                return 2;
+            }
+            h->host = val;
+        } else if (strcmp(name, "--model") == 0) {
+            o->model = val;
+        } else if (strcmp(name, "--served-model-name") == 0) {
+            o->served_model_name = val;
+        } else if (strcmp(name, "--tls-cert") == 0) {
+            h->tls_cert = val;
+        } else if (strcmp(name, "--tls-key") == 0) {
+            h->tls_key = val;
+        } else if (strcmp(name, "--log-level") == 0) {
+            if (log_parse_level(val, &o->level) != 0) {
+                fprintf(stderr, "ward serve: --log-level expects debug, info, warn or error, got '%s'\n", val);
+                return 2;
+            }
+        } else if (strcmp(name, "--port") == 0) {
+            if (parse_num(name, val, 0, 65535, &x))
+                return 2;
+            h->port = (int)x;
+        } else if (strcmp(name, "--threads") == 0) {
+            if (parse_num(name, val, 1, SERVE_MAX_THREADS, &x))
+                return 2;
+            h->threads = (int)x;
+        } else if (strcmp(name, "--max-header-bytes") == 0) {
+            if (parse_num(name, val, 256, SERVE_MAX_HEADER_BYTES_LIMIT, &x))
+                return 2;
+            h->max_header_bytes = (size_t)x;
+        } else if (strcmp(name, "--max-body-bytes") == 0) {
+            if (parse_num(name, val, 0, SERVE_MAX_BODY_BYTES_LIMIT, &x))
+                return 2;
+            h->max_body_bytes = (size_t)x;
+        } else if (strcmp(name, "--max-headers") == 0) {
+            if (parse_num(name, val, 1, SERVE_MAX_HEADERS_LIMIT, &x))
+                return 2;
+            h->max_headers = (int)x;
+        } else if (strcmp(name, "--header-timeout-ms") == 0) {
+            if (parse_num(name, val, 1, SERVE_MAX_TIMEOUT_MS, &x))
+                return 2;
+            h->header_timeout_ms = (int)x;
+        } else if (strcmp(name, "--body-timeout-ms") == 0) {
+            if (parse_num(name, val, 1, SERVE_MAX_TIMEOUT_MS, &x))
+                return 2;
+            h->body_timeout_ms = (int)x;
+        } else if (strcmp(name, "--idle-timeout-ms") == 0) {
+            if (parse_num(name, val, 1, SERVE_MAX_TIMEOUT_MS, &x))
+                return 2;
+            h->idle_timeout_ms = (int)x;
+        } else if (strcmp(name, "--max-connections") == 0) {
+            if (parse_num(name, val, 1, SERVE_MAX_CONNECTIONS_LIMIT, &x))
+                return 2;
+            h->max_connections = (int)x;
+        } else if (strcmp(name, "--shutdown-grace-ms") == 0) {
+            if (parse_num(name, val, 0, SERVE_MAX_TIMEOUT_MS, &x))
+                return 2;
+            h->shutdown_grace_ms = (int)x;
+        }
+    }
+    if ((o->http.tls_cert == NULL) != (o->http.tls_key == NULL)) {
+        fprintf(stderr, "ward serve: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (o->model && !o->served_model_name) {
+        const char *slash = strrchr(o->model, '/');
+        o->served_model_name = slash ? slash + 1 : o->model;
+    }
+    return 0;
+}
+
+/* Lets the process hold max_connections sockets: the soft descriptor limit is
+ * often 1024, the hard one much higher. */
+static void raise_fd_limit(int want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t need = (rlim_t)want + 64; /* listeners, epoll, model file, logs */
+    if (rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* Builds the routes. Returns 0, or 1 after logging why not. */
+static int serve_wire(api_router *r, const serve_options *o)
+{
+    /* ---- other modules plug in here (api: OpenAI routes; auth: pre-hook) ---- */
+    (void)r;
+    /* ---- end of plug-ins ---- */
+
+    if (o->model && access(o->model, R_OK) != 0) {
+        log_pack(LOG_ERROR, "ward.server", "cannot read model file", "{s:s,s:s}", "path", o->model, "error",
+                 strerror(errno));
+        return 1;
+    }
+    /* Model loading (engine) sets the ready flag when done; with nothing to
+     * load the server is ready at once. */
+    api_router_set_ready(r, 1);
+    return 0;
+}
 
 int cmd_serve(int argc, char **argv)
 {
-    if (cmd_wants_help(argc, argv)) {
-        printf("usage: ward serve ...\n\nNot built yet.\n");
+    serve_options o;
+    int pr = parse_args(argc, argv, &o);
+    if (pr == 1) {
+        usage(stdout);
         return 0;
     }
-    return cmd_not_built("serve");
+    if (pr)
+        return pr;
+    log_set_level(o.level);
+    raise_fd_limit(o.http.max_connections);
+
+    api_router *router = api_router_new();
+    if (!router) {
+        log_pack(LOG_ERROR, "ward.server", "out of memory", NULL);
+        return 1;
+    }
+    if (serve_wire(router, &o) != 0) {
+        api_router_free(router);
+        return 1;
+    }
+    http_handler h;
+    api_router_handler(router, &h);
+    char err[512];
+    http_server *srv = http_server_new(&o.http, &h, err, sizeof err);
+    if (!srv) {
+        log_pack(LOG_ERROR, "ward.server", "cannot start server", "{s:s}", "error", err);
+        api_router_free(router);
+        return 1;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN; /* a client that vanishes must not kill us */
+    sigaction(SIGPIPE, &sa, NULL);
+    g_server = srv;
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    log_pack(LOG_INFO, "ward.server", "listening", "{s:s,s:i,s:b,s:i}", "host", o.http.host, "port",
+             http_server_port(srv), "tls", o.http.tls_cert != NULL, "threads", o.http.threads);
+    int rc = http_server_run(srv);
+    log_pack(LOG_INFO, "ward.server", "stopped", NULL);
+
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    g_server = NULL;
+    http_server_free(srv);
+    api_router_free(router);
+    return rc == 0 ? 0 : 1;
 }
