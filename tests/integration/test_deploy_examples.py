@@ -11,8 +11,9 @@ Secret directory), as a user following docs/walkthrough.md would.
 - the notebook's code cells, executed in order in one namespace (no Jupyter
   needed), print the same;
 - with a wrong key the script reports the 401 and exits 1.
-Skips (77) until `ward serve --api-keys-dir`, the completions API and a model
-exist, or when python3-requests is missing.
+Skips (77) until `ward serve --api-keys-dir` and the completions API exist,
+or when python3-requests is missing. Without models/default.gguf it uses the
+rotation test's tiny random-weight model.
 """
 
 import contextlib
@@ -105,15 +106,19 @@ def main():
     r = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, timeout=30)
     if "Not built yet" in r.stdout + r.stderr or "--api-keys-dir" not in r.stdout + r.stderr:
         skip("`ward serve --api-keys-dir` is not built yet")
-    model = os.environ.get("WARD_TEST_MODEL") or os.path.join(SRC, "models", "default.gguf")
-    if not os.path.isfile(model):
-        skip("no model at %s" % model)
-
     objs = kustomize_lite.render(os.path.join(SRC, "deploy", "base"))
     ctr = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
     tmp = tempfile.mkdtemp(prefix="ward-deploy-ex-")
     key = secrets.token_hex(32)
     try:
+        model = os.environ.get("WARD_TEST_MODEL") or os.path.join(SRC, "models", "default.gguf")
+        if not os.path.isfile(model):
+            # Any model exercises the client; the rotation test knows how to write one.
+            from test_deploy_secret_rotation import tiny_model
+            try:
+                model = tiny_model(os.path.join(tmp, "tiny.gguf"))
+            except ImportError as e:
+                skip("no models/default.gguf and cannot write a test model (%s)" % e)
         mount = os.path.join(tmp, "keys")
         os.mkdir(mount)
         k8s_sim.project_secret(mount, {"api_key": key}, 0o440)

@@ -15,13 +15,16 @@ Checked, per deployment:
   - the manifest's probe paths answer 200 without a token;
   - no token -> 401 with the seed's `WWW-Authenticate: Bearer realm="kubernetes-user"`
     and `X-Ext-Auth-Reason: credential not found`; a wrong token -> 401;
-  - the key -> 200 on /v1/models, which lists the manifest's served model name;
+  - the key is let through (200 on /v1/models, which lists the manifest's
+    served model name; while the API is not routed yet, any non-401/403);
   - after the swap the new key works and the old one is refused, within
     ROTATE_TIMEOUT_S; a patch with the same value writes nothing;
   - a key patched in with `echo` (no -n, trailing newline) still works;
   - ward's decision log (logger ward.service.auth) records both outcomes, and
     no key ever appears in ward's output.
-Skips (77) until `ward serve --api-keys-dir` and a model exist.
+Skips (77) until `ward serve --api-keys-dir` exists. Without
+models/default.gguf a tiny random-weight llama is written with
+tools/gguf_writer.py (only the authorization path matters here).
 """
 
 import os
@@ -60,16 +63,59 @@ def skip(msg):
     sys.exit(77)
 
 
-def preflight():
+def tiny_model(path):
+    """Writes a small random-weight llama GGUF (SentencePiece-style vocabulary)."""
+    import numpy as np
+    import gguf_writer
+    rng = np.random.default_rng(7)
+    n_vocab, n_embd, n_ff, n_head = 300, 32, 64, 4
+    toks = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
+    toks += ["\u2581w%d" % i for i in range(n_vocab - len(toks))]
+    w = gguf_writer.GGUFWriter(path)
+    w.add_str("general.architecture", "llama")
+    w.add_str("general.name", "ward-deploy-test")
+    for k, v in (("context_length", 256), ("embedding_length", n_embd), ("block_count", 1),
+                 ("feed_forward_length", n_ff), ("attention.head_count", n_head),
+                 ("attention.head_count_kv", n_head)):
+        w.add_u32("llama." + k, v)
+    w.add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.add_f32("llama.rope.freq_base", 10000.0)
+    w.add_str("tokenizer.ggml.model", "llama")
+    w.add_arr_str("tokenizer.ggml.tokens", toks)
+    w.add_arr_f32("tokenizer.ggml.scores", [0.0] * 259 + [-float(i) for i in range(n_vocab - 259)])
+    w.add_arr_i32("tokenizer.ggml.token_type", [2, 3, 3] + [6] * 256 + [1] * (n_vocab - 259))
+    w.add_u32("tokenizer.ggml.bos_token_id", 1)
+    w.add_u32("tokenizer.ggml.eos_token_id", 2)
+
+    def mat(rows, cols):
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+    w.add_tensor("token_embd.weight", mat(n_vocab, n_embd))
+    w.add_tensor("output_norm.weight", np.ones(n_embd, np.float32))
+    w.add_tensor("output.weight", mat(n_vocab, n_embd))
+    for name, shape in (("attn_norm", (n_embd,)), ("attn_q", (n_embd, n_embd)), ("attn_k", (n_embd, n_embd)),
+                        ("attn_v", (n_embd, n_embd)), ("attn_output", (n_embd, n_embd)),
+                        ("ffn_norm", (n_embd,)), ("ffn_gate", (n_ff, n_embd)), ("ffn_up", (n_ff, n_embd)),
+                        ("ffn_down", (n_embd, n_ff))):
+        t = np.ones(shape, np.float32) if len(shape) == 1 else mat(*shape)
+        w.add_tensor("blk.0.%s.weight" % name, t)
+    w.write()
+    return path
+
+
+def preflight(tmp):
+    """-> the model path; skips while `ward serve --api-keys-dir` is missing."""
     binary = wardlib.ward_bin()
     r = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, timeout=30)
     help_text = r.stdout + r.stderr
     if "Not built yet" in help_text or "--api-keys-dir" not in help_text:
         skip("`ward serve --api-keys-dir` is not built yet")
     model = os.environ.get("WARD_TEST_MODEL") or os.path.join(SRC, "models", "default.gguf")
-    if not os.path.isfile(model):
-        skip("no model at %s (models/default.gguf not built yet; or set WARD_TEST_MODEL)" % model)
-    return model
+    if os.path.isfile(model):
+        return model
+    try:
+        return tiny_model(os.path.join(tmp, "tiny.gguf"))
+    except ImportError as e:
+        skip("no models/default.gguf and cannot write a test model (%s)" % e)
 
 
 def deployments():
@@ -105,12 +151,18 @@ def status(w, path, token=None):
     return st, hdrs, body
 
 
-def wait_status(w, token, want, timeout):
+def let_through(st):
+    """Authorization passed: anything but a denial (the route may not exist yet)."""
+    return st not in (401, 403, 429)
+
+
+def wait_auth(w, token, want_through, timeout):
+    """Polls until the token is let through (or refused); returns True when it is."""
     deadline = time.monotonic() + timeout
     while True:
         st, _, _ = status(w, "/v1/models", token)
-        if st == want or time.monotonic() > deadline:
-            return st
+        if let_through(st) == want_through or time.monotonic() > deadline:
+            return let_through(st)
         time.sleep(0.1)
 
 
@@ -139,11 +191,13 @@ def run_one(label, ctr, vols, objs, model, tmp):
 
         st, hdrs, _ = status(w, "/v1/models", key1)
         if st == 404:
-            skip("/v1/models is not routed yet (API not wired into ward serve)")
-        c.eq(st, 200, "%s: /v1/models with the Secret's key" % label)
-        doc = wardlib.json_request("GET", w.url + "/v1/models", headers={"Authorization": "Bearer " + key1})[2]
-        ids = [m.get("id") for m in (doc or {}).get("data", [])]
-        c.ok(served in ids, "%s: /v1/models lists %r (got %r)" % (label, served, ids))
+            print("note: /v1/models is not routed yet; checking authorization only")
+        else:
+            c.eq(st, 200, "%s: /v1/models with the Secret's key" % label)
+            doc = wardlib.json_request("GET", w.url + "/v1/models", headers={"Authorization": "Bearer " + key1})[2]
+            ids = [m.get("id") for m in (doc or {}).get("data", [])]
+            c.ok(served in ids, "%s: /v1/models lists %r (got %r)" % (label, served, ids))
+        c.ok(let_through(st), "%s: the Secret's key is let through (status %d)" % (label, st))
 
         st, hdrs, _ = status(w, "/v1/models")
         c.eq(st, 401, "%s: no token" % label)
@@ -157,28 +211,28 @@ def run_one(label, ctr, vols, objs, model, tmp):
         c.ok(k8s_sim.project_secret(mount, {entry: key2}, mode), "%s: the kubelet swapped ..data" % label)
         c.ok(k8s_sim.current_version(mount) != before, "%s: ..data points at a new directory" % label)
         t0 = time.monotonic()
-        c.eq(wait_status(w, key2, 200, ROTATE_TIMEOUT_S), 200, "%s: new key accepted after the swap" % label)
-        c.eq(wait_status(w, key1, 401, ROTATE_TIMEOUT_S), 401, "%s: old key refused after the swap" % label)
+        c.ok(wait_auth(w, key2, True, ROTATE_TIMEOUT_S), "%s: new key accepted after the swap" % label)
+        c.ok(not wait_auth(w, key1, False, ROTATE_TIMEOUT_S), "%s: old key refused after the swap" % label)
         print("%s: rotation seen after %.2f s" % (label, time.monotonic() - t0))
 
         # The same value again: the kubelet writes nothing; the key keeps working.
         v = k8s_sim.current_version(mount)
         c.ok(not k8s_sim.project_secret(mount, {entry: key2}, mode), "%s: no-op patch writes nothing" % label)
         c.eq(k8s_sim.current_version(mount), v, "%s: ..data unchanged by a no-op patch" % label)
-        c.eq(status(w, "/v1/models", key2)[0], 200, "%s: key still valid after a no-op patch" % label)
+        c.ok(let_through(status(w, "/v1/models", key2)[0]), "%s: key still valid after a no-op patch" % label)
 
         # `echo $NEW_TOKEN | base64` (no -n) leaves a newline in the file.
         k8s_sim.project_secret(mount, {entry: key3 + "\n"}, mode)
-        c.eq(wait_status(w, key3, 200, ROTATE_TIMEOUT_S), 200,
+        c.ok(wait_auth(w, key3, True, ROTATE_TIMEOUT_S),
              "%s: a key with a trailing newline (echo without -n) works" % label)
         c.eq(status(w, "/v1/models", key2)[0], 401, "%s: the previous key is gone" % label)
 
         # A key Secret emptied by mistake: every request is refused (fail closed).
         k8s_sim.project_secret(mount, {"unrelated": "x"}, mode)
-        c.eq(wait_status(w, key3, 401, ROTATE_TIMEOUT_S), 401, "%s: removed key refused" % label)
+        c.ok(not wait_auth(w, key3, False, ROTATE_TIMEOUT_S), "%s: removed key refused" % label)
         c.ok(w.alive(), "%s: ward keeps serving with no key" % label)
         k8s_sim.project_secret(mount, {entry: key1}, mode)
-        c.eq(wait_status(w, key1, 200, ROTATE_TIMEOUT_S), 200, "%s: key restored" % label)
+        c.ok(wait_auth(w, key1, True, ROTATE_TIMEOUT_S), "%s: key restored" % label)
 
         w.stop()
         logs = w.logs()
@@ -191,9 +245,9 @@ def run_one(label, ctr, vols, objs, model, tmp):
 
 
 def main():
-    model = preflight()
     tmp = tempfile.mkdtemp(prefix="ward-deploy-rot-")
     try:
+        model = preflight(tmp)
         for label, ctr, vols, objs in deployments():
             run_one(label, ctr, vols, objs, model, tmp)
     finally:
