@@ -7,7 +7,7 @@ need=(
   gcc make cmake pkg-config clang libclang-rt-14-dev
   libjansson-dev libssl-dev libcmocka-dev
   curl openssl ca-certificates python3 python3-numpy
-  python3-jsonschema python3-requests python3-yaml
+  python3-cryptography python3-jsonschema python3-requests python3-yaml
 )
 [ "${WARD_DEPS_EXTRA:-}" ] && need+=(${WARD_DEPS_EXTRA})
 
