@@ -4,6 +4,7 @@
  * Plugging in (auth, api): add your lines in the marked section of
  * serve_wire(); everything you need is in `serve_options` and the router. */
 #include "api/api_router.h"
+#include "auth/auth_serve.h"
 #include "cmd/cmd.h"
 #include "server/http.h"
 #include "util/log.h"
@@ -31,9 +32,11 @@ typedef struct serve_options {
     const char *model;             /* --model FILE, or NULL */
     const char *served_model_name; /* --served-model-name, default: model file name */
     log_level level;
+    auth_serve_cfg auth;           /* authorization flags (auth/auth_serve.h) */
 } serve_options;
 
 static http_server *volatile g_server;
+static auth *g_auth; /* the authorizer; freed after the server stops */
 
 static void on_signal(int sig)
 {
@@ -72,6 +75,20 @@ static void usage(FILE *f)
             HTTP_BODY_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_MS, HTTP_MAX_CONNECTIONS, HTTP_SHUTDOWN_GRACE_MS);
 }
 
+/* Offers a flag that serve itself does not know to the plug-ins (e.g. auth's
+ * auth_serve_option). Returns 1 if one applied it, 0 if none knows it, -1
+ * after a plug-in printed one line about a bad value. */
+static int plugin_option(serve_options *o, const char *name, const char *val)
+{
+    return auth_serve_option(&o->auth, name, val);
+}
+
+/* Prints the plug-ins' part of --help. */
+static void plugin_usage(FILE *f)
+{
+    auth_serve_usage(f);
+}
+
 /* Parses a decimal integer in [lo, hi]; the whole string must be digits. */
 static int parse_num(const char *flag, const char *v, long lo, long hi, long *out)
 {
@@ -93,6 +110,7 @@ static int parse_args(int argc, char **argv, serve_options *o)
     o->model = NULL;
     o->served_model_name = NULL;
     o->level = LOG_INFO;
+    auth_serve_default_cfg(&o->auth);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
@@ -126,8 +144,16 @@ static int parse_args(int argc, char **argv, serve_options *o)
         for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
             ok |= strcmp(name, known[k]) == 0;
         if (!ok) {
-            fprintf(stderr, "ward serve: unknown option '%s' (see 'ward serve --help')\n", name);
-            return 2;
+            int pr = val ? plugin_option(o, name, val) : 0;
+            if (pr < 0)
+                return 2;
+            if (pr == 0) {
+                fprintf(stderr, "ward serve: unknown option '%s' (see 'ward serve --help')\n", name);
+                return 2;
+            }
+            if (!eq)
+                i++;
+            continue;
         }
         if (!val) {
             fprintf(stderr, "ward serve: %s needs a value\n", name);
@@ -227,7 +253,12 @@ static void raise_fd_limit(int want)
 static int serve_wire(api_router *r, const serve_options *o)
 {
     /* ---- other modules plug in here (api: OpenAI routes; auth: pre-hook) ---- */
-    (void)r;
+    int auth_failed = 0;
+    g_auth = auth_serve_start(&o->auth, o->served_model_name, &auth_failed);
+    if (auth_failed)
+        return 1;
+    if (g_auth)
+        api_router_set_pre_hook(r, auth_serve_hook, g_auth);
     /* ---- end of plug-ins ---- */
 
     if (o->model && access(o->model, R_OK) != 0) {
@@ -247,6 +278,7 @@ int cmd_serve(int argc, char **argv)
     int pr = parse_args(argc, argv, &o);
     if (pr == 1) {
         usage(stdout);
+        plugin_usage(stdout);
         return 0;
     }
     if (pr)
@@ -294,5 +326,6 @@ int cmd_serve(int argc, char **argv)
     g_server = NULL;
     http_server_free(srv);
     api_router_free(router);
+    auth_free(g_auth);
     return rc == 0 ? 0 : 1;
 }

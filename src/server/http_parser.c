@@ -122,18 +122,18 @@ static int check_method(hp_parser *p, const char *buf, size_t s, size_t e, int c
 {
     size_t i = s;
     while (i < e && buf[i] != ' ') {
-        if (!complete && buf[i] == '\r')
-            return HP_NEED_MORE; /* the whole line is checked once its LF is here */
+        if (!complete && (buf[i] == '\r' || buf[i] == '\n'))
+            return HP_NEED_MORE; /* the line's scan decides; checked in full at its end */
         if (!is_tchar((unsigned char)buf[i]))
             return fail(p, 400, "invalid character in method");
         i++;
+        /* decided at the same byte however the input was split */
+        if (i - s > HP_MAX_METHOD_LEN)
+            return fail(p, 501, "method not implemented");
     }
     size_t n = i - s;
-    if (i == e && !complete) {
-        if (n > HP_MAX_METHOD_LEN)
-            return fail(p, 501, "method not implemented");
+    if (i == e && !complete)
         return HP_NEED_MORE;
-    }
     if (n == 0)
         return fail(p, 400, "empty method");
     if (i == e)
@@ -241,11 +241,12 @@ static int parse_te(const char *v, size_t n)
 {
     if (ieq(v, n, "chunked"))
         return 0;
-    /* Split the list; empty elements or bad bytes are malformed (400), a list
-     * of well-formed codings is valid HTTP we do not implement (501), but
-     * chunked anywhere except alone is a framing error (400). */
+    /* Split the list. Empty elements or bad bytes are malformed (400), and so
+     * is chunked anywhere but last, or twice (RFC 9112 6.1). A well-formed
+     * list of codings ending in chunked ("gzip, chunked") or without it is
+     * valid HTTP that we do not implement (501). */
     size_t i = 0;
-    int elems = 0;
+    int chunked_seen = 0;
     while (i <= n) {
         size_t s = i;
         while (i < n && v[i] != ',')
@@ -264,12 +265,13 @@ static int parse_te(const char *v, size_t n)
             return 400;
         if (k < b && v[k] != ';' && v[k] != ' ' && v[k] != '\t')
             return 400;
+        if (chunked_seen)
+            return 400; /* something after chunked */
         if (ieq(v + a, k - a, "chunked"))
-            return 400;
-        elems++;
+            chunked_seen = 1;
         i++;
     }
-    return elems ? 501 : 400;
+    return 501;
 }
 
 /* Second pass over a complete, syntactically valid head: NUL-terminates the
@@ -390,6 +392,14 @@ int hp_parse_head(hp_parser *p, char *buf, size_t len, hp_head *head, http_heade
 {
     size_t max = p->lim.max_header_bytes;
     size_t max_headers = p->lim.max_headers < hdrs_cap ? p->lim.max_headers : hdrs_cap;
+    /* The method is checked first, as soon as its bytes arrive, so garbage (a
+     * TLS handshake on the plain port has no CRLF) is refused at once, and the
+     * verdict does not depend on how the bytes were split into reads. */
+    if (!p->req_line_done && len > p->line_start) {
+        size_t sp;
+        if (check_method(p, buf, p->line_start, len, 0, &sp) == HP_ERROR)
+            return HP_ERROR;
+    }
     size_t i = p->scanned;
     while (i < len) {
         if (i >= max)
@@ -417,6 +427,9 @@ int hp_parse_head(hp_parser *p, char *buf, size_t len, hp_head *head, http_heade
                 if (++p->empty_lines > HP_MAX_LEADING_EMPTY_LINES)
                     return fail(p, 400, "too many empty lines before request");
                 p->req_line_start = p->line_start;
+                size_t sp;
+                if (check_method(p, buf, p->line_start, len, 0, &sp) == HP_ERROR)
+                    return HP_ERROR;
                 continue;
             }
             int r = check_request_line(p, buf, ls, le);
@@ -436,14 +449,6 @@ int hp_parse_head(hp_parser *p, char *buf, size_t len, hp_head *head, http_heade
             return r;
     }
     p->scanned = i;
-    /* Refuse garbage and unknown methods before the line ends (e.g. a TLS
-     * handshake sent to the plain port never contains CRLF). */
-    if (!p->req_line_done && len > p->line_start) {
-        size_t sp;
-        int r = check_method(p, buf, p->line_start, len, 0, &sp);
-        if (r == HP_ERROR)
-            return r;
-    }
     return HP_NEED_MORE;
 }
 
