@@ -315,7 +315,11 @@ def test_jwt(tmp):
 
 
 def main():
-    wardlib.ward_bin()
+    b = wardlib.ward_bin()
+    r = subprocess.run([b, "serve", "--help"], capture_output=True, text=True, timeout=30)
+    if "--api-keys-dir" not in r.stdout + r.stderr:
+        print("SKIP: `ward serve` has no authorization flags yet (auth not wired into serve)")
+        sys.exit(wardlib.SKIP)
     with tempfile.TemporaryDirectory(prefix="ward-auth-") as tmp:
         test_seed_and_keys(tmp)
         test_key_store(tmp)
