@@ -47,7 +47,7 @@ def vocab(n):
 
 def make_model(path, arch="llama", n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=96,
                n_vocab=300, tied=False, rope_freqs=False, bias=False, wtype="F32", seed=0,
-               base=10000.0):
+               base=10000.0, eos=2, zero_output_norm=False):
     rng = np.random.default_rng(seed)
     hd = n_embd // n_head
     w = gguf_writer.GGUFWriter(path)
@@ -67,7 +67,7 @@ def make_model(path, arch="llama", n_embd=64, n_layer=2, n_head=4, n_head_kv=2, 
     w.add_arr_f32("tokenizer.ggml.scores", scores)
     w.add_arr_i32("tokenizer.ggml.token_type", types)
     w.add_u32("tokenizer.ggml.bos_token_id", 1)
-    w.add_u32("tokenizer.ggml.eos_token_id", 2)
+    w.add_u32("tokenizer.ggml.eos_token_id", eos)
 
     def mat(rows, cols, gain=1.0):
         return (rng.standard_normal((rows, cols)) * gain / np.sqrt(cols)).astype(np.float32)
@@ -76,7 +76,7 @@ def make_model(path, arch="llama", n_embd=64, n_layer=2, n_head=4, n_head_kv=2, 
         return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
 
     w.add_tensor("token_embd.weight", rng.standard_normal((n_vocab, n_embd)).astype(np.float32), wtype)
-    w.add_tensor("output_norm.weight", norm(n_embd))
+    w.add_tensor("output_norm.weight", np.zeros(n_embd, np.float32) if zero_output_norm else norm(n_embd))
     if not tied:
         w.add_tensor("output.weight", mat(n_vocab, n_embd, 4.0), wtype)
     if rope_freqs:
