@@ -629,7 +629,8 @@ void metrics_vllm_request_done(const metrics_vllm *m, const char *finished_reaso
     metrics_observe(m->request_prompt_tokens, vals, (double)prompt_tokens);
     metrics_observe(m->request_generation_tokens, vals, (double)generation_tokens);
     metrics_observe(m->e2e_request_latency_seconds, vals, e2e_s);
-    metrics_observe(m->request_queue_time_seconds, vals, queue_s);
+    if (queue_s >= 0) /* negative: not measured */
+        metrics_observe(m->request_queue_time_seconds, vals, queue_s);
     metrics_observe(m->request_params_n, vals, (double)n);
     if (max_tokens >= 0)
         metrics_observe(m->request_params_max_tokens, vals, (double)max_tokens);

@@ -99,7 +99,8 @@ typedef struct metrics_vllm {
  * buckets. Returns 0, or -1 if any family could not be registered. */
 int metrics_vllm_init(metrics_vllm *m, metrics_registry *r, const char *model_name, long max_model_len);
 
-/* Convenience updates with the model_name label filled in. */
+/* Convenience updates with the model_name label filled in. queue_s < 0 means
+ * not measured (not observed). */
 void metrics_vllm_request_done(const metrics_vllm *m, const char *finished_reason, long prompt_tokens,
                                long generation_tokens, double e2e_s, double queue_s, int n, long max_tokens);
 void metrics_vllm_set(const metrics_vllm *m, metrics_family *f, double v);

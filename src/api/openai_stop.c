@@ -60,6 +60,11 @@ void oai_stop_free(oai_stop *s)
 
 int oai_stop_matched(const oai_stop *s) { return s ? s->matched : -1; }
 
+const char *oai_stop_matched_str(const oai_stop *s)
+{
+    return s && s->matched >= 0 ? s->stops[s->matched] : NULL;
+}
+
 static int reserve(char **buf, size_t *cap, size_t need)
 {
     if (need <= *cap)

@@ -36,5 +36,7 @@ void oai_stop_flush(oai_stop *s, const char **out, size_t *out_len);
 
 /* Index of the matched stop string, or -1. */
 int oai_stop_matched(const oai_stop *s);
+/* The matched stop string (owned by the matcher), or NULL. */
+const char *oai_stop_matched_str(const oai_stop *s);
 
 #endif

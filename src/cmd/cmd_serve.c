@@ -4,6 +4,7 @@
  * Plugging in (auth, api): add your lines in the marked section of
  * serve_wire(); everything you need is in `serve_options` and the router. */
 #include "api/api_router.h"
+#include "api/openai_server.h"
 #include "auth/auth_serve.h"
 #include "cmd/cmd.h"
 #include "server/http.h"
@@ -33,10 +34,12 @@ typedef struct serve_options {
     const char *served_model_name; /* --served-model-name, default: model file name */
     log_level level;
     auth_serve_cfg auth;           /* authorization flags (auth/auth_serve.h) */
+    openai_params api;             /* model serving flags (api/openai_server.h) */
 } serve_options;
 
 static http_server *volatile g_server;
 static auth *g_auth; /* the authorizer; freed after the server stops */
+static openai_server *g_api; /* model + OpenAI routes; freed after the server stops */
 
 static void on_signal(int sig)
 {
@@ -80,13 +83,15 @@ static void usage(FILE *f)
  * after a plug-in printed one line about a bad value. */
 static int plugin_option(serve_options *o, const char *name, const char *val)
 {
-    return auth_serve_option(&o->auth, name, val);
+    int r = auth_serve_option(&o->auth, name, val);
+    return r ? r : openai_serve_option(&o->api, name, val);
 }
 
 /* Prints the plug-ins' part of --help. */
 static void plugin_usage(FILE *f)
 {
     auth_serve_usage(f);
+    openai_serve_usage(f);
 }
 
 /* Parses a decimal integer in [lo, hi]; the whole string must be digits. */
@@ -111,6 +116,7 @@ static int parse_args(int argc, char **argv, serve_options *o)
     o->served_model_name = NULL;
     o->level = LOG_INFO;
     auth_serve_default_cfg(&o->auth);
+    openai_default_params(&o->api);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
@@ -228,10 +234,8 @@ static int parse_args(int argc, char **argv, serve_options *o)
         fprintf(stderr, "ward serve: --tls-cert and --tls-key go together\n");
         return 2;
     }
-    if (o->model && !o->served_model_name) {
-        const char *slash = strrchr(o->model, '/');
-        o->served_model_name = slash ? slash + 1 : o->model;
-    }
+    /* The served name defaults to the GGUF's general.name, else the file
+     * name: decided when the model is loaded (serve_wire). */
     return 0;
 }
 
@@ -250,15 +254,37 @@ static void raise_fd_limit(int want)
 }
 
 /* Builds the routes. Returns 0, or 1 after logging why not. */
-static int serve_wire(api_router *r, const serve_options *o)
+static size_t auth_extra_metrics(const void *ud, char *buf, size_t len)
+{
+    return auth_metrics_render(ud, buf, len);
+}
+
+static int serve_wire(api_router *r, serve_options *o)
 {
     /* ---- other modules plug in here (api: OpenAI routes; auth: pre-hook) ---- */
+    if (o->model) { /* first, so that auth knows the served model name */
+        char err[512];
+        o->api.model_path = o->model;
+        o->api.served_model_name = o->served_model_name;
+        g_api = openai_server_open(&o->api, err, sizeof err);
+        if (!g_api) {
+            log_pack(LOG_ERROR, "ward.server", "cannot load model", "{s:s,s:s}", "path", o->model, "error", err);
+            return 1;
+        }
+        o->served_model_name = openai_server_model_name(g_api);
+        if (openai_server_register(g_api, r) != 0) {
+            log_pack(LOG_ERROR, "ward.server", "cannot register API routes", NULL);
+            return 1;
+        }
+    }
     int auth_failed = 0;
     g_auth = auth_serve_start(&o->auth, o->served_model_name, &auth_failed);
     if (auth_failed)
         return 1;
     if (g_auth)
         api_router_set_pre_hook(r, auth_serve_hook, g_auth);
+    if (g_auth && g_api)
+        openai_server_set_extra_metrics(g_api, auth_extra_metrics, g_auth);
     /* ---- end of plug-ins ---- */
 
     if (o->model && access(o->model, R_OK) != 0) {
@@ -293,6 +319,8 @@ int cmd_serve(int argc, char **argv)
     }
     if (serve_wire(router, &o) != 0) {
         api_router_free(router);
+        openai_server_free(g_api);
+        auth_free(g_auth);
         return 1;
     }
     http_handler h;
@@ -302,6 +330,8 @@ int cmd_serve(int argc, char **argv)
     if (!srv) {
         log_pack(LOG_ERROR, "ward.server", "cannot start server", "{s:s}", "error", err);
         api_router_free(router);
+        openai_server_free(g_api);
+        auth_free(g_auth);
         return 1;
     }
 
@@ -326,6 +356,7 @@ int cmd_serve(int argc, char **argv)
     g_server = NULL;
     http_server_free(srv);
     api_router_free(router);
+    openai_server_free(g_api); /* after the server: no exchange is left */
     auth_free(g_auth);
     return rc == 0 ? 0 : 1;
 }
