@@ -88,6 +88,14 @@ static int fill_tensor(void *vctx, void *dst, size_t n_bytes, char *err, size_t 
 {
     const fill_ctx *c = vctx;
     const gguf_tensor *t = c->src;
+    if (c->dst_type == t->type) { /* kept as is: straight from the mapping */
+        if (n_bytes != t->n_bytes) {
+            snprintf(err, errlen, "tensor '%s': size mismatch", t->name);
+            return -1;
+        }
+        memcpy(dst, t->data, n_bytes);
+        return 0;
+    }
     size_t ne0 = (size_t)t->ne[0], rows = (size_t)(t->n_elems / t->ne[0]);
     size_t in_row = quant_row_bytes(t->type, ne0), out_row = quant_row_bytes(c->dst_type, ne0);
     if (in_row == 0 || out_row == 0 || rows > SIZE_MAX / out_row || rows * out_row != n_bytes) {
@@ -179,13 +187,12 @@ int cmd_quantize(int argc, char **argv)
     for (size_t i = 0; i < nt; i++) {
         const gguf_tensor *t = gguf_tensor_at(f, i);
         uint32_t ty = choose_type(t, q);
-        int r;
+        /* every tensor is produced at write time, so memory stays at one tensor */
+        ctx[i] = (fill_ctx){t, ty};
+        int r = gguf_add_tensor_fn(w, t->name, ty, t->n_dims, t->ne, fill_tensor, &ctx[i]);
         if (ty == t->type) {
-            r = gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data);
             out_bytes += t->n_bytes;
         } else {
-            ctx[i] = (fill_ctx){t, ty};
-            r = gguf_add_tensor_fn(w, t->name, ty, t->n_dims, t->ne, fill_tensor, &ctx[i]);
             out_bytes += quant_row_bytes(ty, (size_t)t->ne[0]) * (t->n_elems / t->ne[0]);
             n_conv++;
             n_fallback += ty != q->type;
