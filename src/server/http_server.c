@@ -415,6 +415,10 @@ static int write_head(conn *c, http_exchange *ex, int status, const char *conten
 {
     char h[1024];
     int keep = c->keep_alive && !c->close_after && !atomic_load(&c->lp->srv->stop_flag);
+    /* answered before its announced body was read: that body would be taken
+     * for the next request, so this connection ends with the response */
+    if (c->state == ST_HEAD && c->head.body_kind != HP_BODY_NONE)
+        keep = 0;
     const char *conn_hdr = "";
     if (!keep)
         conn_hdr = "Connection: close\r\n";
