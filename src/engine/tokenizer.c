@@ -1485,7 +1485,8 @@ static void st_utf8(tokenizer_stream *s, int flush)
             i++;
         }
     }
-    memmove(s->raw.p, s->raw.p + i, n - i);
+    if (i > 0 && i < n)
+        memmove(s->raw.p, s->raw.p + i, n - i);
     s->raw.n = n - i;
 }
 
