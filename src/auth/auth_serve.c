@@ -1,7 +1,6 @@
 /* auth_serve: see auth_serve.h. */
 #include "auth/auth_serve.h"
 
-#include "api/metrics.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -109,23 +108,6 @@ void auth_serve_usage(FILE *f)
             AUTH_DEFAULT_REALM);
 }
 
-/* Registered with the process-wide registry that GET /metrics renders. */
-static metrics_family *g_decisions, *g_duration;
-
-static void register_metrics(void)
-{
-    static const char *const labels[] = {"response"};
-    g_decisions = metrics_counter(metrics_global(), "ward:auth_decisions_total",
-                                  "Authorization decisions on protected paths, by gRPC-style response.", labels, 1);
-    /* auth_metrics_bounds without its +Inf slot (implicit in the registry). */
-    g_duration = metrics_histogram(metrics_global(), "ward:auth_duration_seconds",
-                                   "Time to authorize a request on a protected path.", NULL, 0, auth_metrics_bounds, 9);
-    for (int i = 0; i < 4; i++) { /* every series present from the first scrape */
-        const char *v[] = {auth_metrics_responses[i]};
-        metrics_add(g_decisions, v, 0);
-    }
-}
-
 auth *auth_serve_start(const auth_serve_cfg *c, const char *served_model, int *failed)
 {
     *failed = 0;
@@ -143,7 +125,6 @@ auth *auth_serve_start(const auth_serve_cfg *c, const char *served_model, int *f
         *failed = 1;
         return NULL;
     }
-    register_metrics();
     if (!auth_has_sources(a))
         log_pack(LOG_WARN, "ward.service.auth",
                  "no identity source configured: every protected path answers 401 (add --api-keys-dir, "
@@ -167,13 +148,8 @@ int auth_serve_hook(http_exchange *ex, const http_request *req, void *ud)
         .remote = req->remote_addr, .header = req_header, .header_ctx = (void *)req,
     };
     auth_decision d;
-    int ok = auth_decide(a, &r, &d);
-    if (!d.is_public) {
-        const char *v[] = {d.response};
-        metrics_add(g_decisions, v, 1);
-        metrics_observe(g_duration, NULL, (double)d.duration_ns / 1e9);
-    }
-    if (ok) {
+    /* Counting happens in auth_decide; GET /metrics appends auth_metrics_render(). */
+    if (auth_decide(a, &r, &d)) {
         if (d.identity[0])
             http_exchange_set_log_identity(ex, d.identity);
         return 0;
