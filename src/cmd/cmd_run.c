@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/tokenizer.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -30,18 +31,22 @@ static void usage(FILE *f)
             "\n"
             "  --model FILE         GGUF model (llama or qwen2 architecture)\n"
             "  --prompt-ids LIST    comma-separated token ids, used as given (no BOS added)\n"
-            "  --prompt TEXT        text prompt (needs the tokenizer module; not built yet)\n"
+            "  --prompt TEXT        text prompt, tokenized with the model's vocabulary (BOS added\n"
+            "                       as the vocabulary asks; special tokens in the text are parsed)\n"
             "  -n N                 tokens to generate (default %d)\n"
             "  --temperature T      0 = greedy (default 0)\n"
             "  --top-k K, --top-p P, --min-p P, --repeat-penalty R\n"
             "  --seed S             sampling seed (default: random)\n"
-            "  --ignore-eos         do not stop at the end-of-sequence token\n"
+            "  --ignore-eos         do not stop at end-of-generation tokens (EOS, EOT, ...)\n"
             "  --ctx N              context size (default: prompt + n)\n"
             "  --threads N          worker threads (default: CPUs, at most 8)\n"
             "  --dump-logits FILE   write the logits of every sampling step (the last prompt\n"
             "                       position, then each generated token) as raw little-endian f32,\n"
             "                       n_vocab values per step\n"
-            "  --json               print {\"ids\":[...],\"text\":\"...\",\"finish_reason\":...}\n",
+            "  --json               print {\"ids\":[...],\"text\":\"...\",\"finish_reason\":...}\n"
+            "                       (ids exclude the end-of-generation token; text is the\n"
+            "                       detokenized continuation, its leading space kept)\n"
+            "Without --json the generated text is streamed to stdout.\n",
             RUN_DEFAULT_GEN);
 }
 
@@ -95,6 +100,30 @@ static int parse_ids(const char *s, int32_t **out, int *n_out)
     }
     *out = ids;
     *n_out = n;
+    return 0;
+}
+
+/* Streams a text piece to stdout, or (json) appends it to *buf. */
+static int emit(char **buf, size_t *len, size_t *cap, const char *piece, size_t n, int json)
+{
+    if (!json) {
+        fwrite(piece, 1, n, stdout);
+        fflush(stdout);
+        return 0;
+    }
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 256) + n;
+        char *b = realloc(*buf, nc);
+        if (!b) {
+            fprintf(stderr, "ward run: out of memory\n");
+            return -1;
+        }
+        *buf = b;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, piece, n);
+    *len += n;
+    (*buf)[*len] = 0;
     return 0;
 }
 
@@ -184,13 +213,9 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "ward run: give exactly one of --prompt and --prompt-ids\n");
         return 2;
     }
-    if (prompt) {
-        fprintf(stderr, "ward run: --prompt needs the tokenizer, which is not built yet; use --prompt-ids\n");
-        return 2;
-    }
     int32_t *ids = NULL;
     int n_prompt = 0;
-    if (parse_ids(prompt_ids, &ids, &n_prompt) != 0) {
+    if (prompt_ids && parse_ids(prompt_ids, &ids, &n_prompt) != 0) {
         fprintf(stderr, "ward run: --prompt-ids must be a comma-separated list of token ids\n");
         return 2;
     }
@@ -204,6 +229,10 @@ int cmd_run(int argc, char **argv)
     FILE *dump = NULL;
     int32_t *out_ids = NULL;
     json_t *jids = NULL;
+    tokenizer *tok = NULL;
+    tokenizer_stream *ts = NULL;
+    char *text = NULL;
+    size_t text_len = 0, text_cap = 0;
     int n_out = 0;
     const char *finish = "length";
 
@@ -213,6 +242,35 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     const model_hparams *hp = model_get_hparams(m);
+    tok = tokenizer_from_gguf(model_gguf(m), err, sizeof err);
+    if (!tok && prompt) {
+        fprintf(stderr, "ward run: %s\n", err);
+        goto done;
+    }
+    if (!tok)
+        log_pack(LOG_WARN, "ward.run", "no usable tokenizer: printing ids only", "{s:s}", "error", err);
+    if (prompt) {
+        size_t n;
+        if (tokenizer_encode_alloc(tok, prompt, strlen(prompt), 1, 1, &ids, &n, err, sizeof err) != 0) {
+            fprintf(stderr, "ward run: %s\n", err);
+            goto done;
+        }
+        if (n > RUN_MAX_PROMPT_IDS) {
+            fprintf(stderr, "ward run: the prompt is too long (%zu tokens)\n", n);
+            rc = 2;
+            goto done;
+        }
+        n_prompt = (int)n;
+    }
+    if (tok) {
+        tokenizer_stream_params tp = tokenizer_stream_default_params();
+        tp.strip_leading_space = 0; /* a continuation keeps its leading space */
+        ts = tokenizer_stream_new(tok, &tp);
+        if (!ts) {
+            fprintf(stderr, "ward run: out of memory\n");
+            goto done;
+        }
+    }
     for (int i = 0; i < n_prompt; i++)
         if (ids[i] >= (int32_t)hp->n_vocab) {
             fprintf(stderr, "ward run: prompt token %d out of range (vocabulary %u)\n", ids[i], hp->n_vocab);
@@ -261,7 +319,7 @@ int cmd_run(int argc, char **argv)
     for (int i = 0; i < n_prompt; i++)
         pos[i] = i;
     int32_t eos = -1;
-    if (!ignore_eos)
+    if (!ignore_eos && !tok)
         eos_id(m, &eos);
 
     uint64_t t0 = clock_mono_ns();
@@ -287,12 +345,16 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "ward run: %s\n", err);
             goto done;
         }
-        if (r.token == eos) {
+        if (!ignore_eos && (r.token == eos || (tok && tokenizer_is_eog(tok, r.token)))) {
             finish = "stop";
             break;
         }
         out_ids[n_out++] = r.token;
-        if (!json) {
+        size_t plen = 0;
+        const char *piece = ts ? tokenizer_stream_push(ts, r.token, &plen) : NULL;
+        if (piece && emit(&text, &text_len, &text_cap, piece, plen, json) != 0)
+            goto done;
+        if (!json && !ts) {
             printf("%d ", r.token);
             fflush(stdout);
         }
@@ -305,6 +367,12 @@ int cmd_run(int argc, char **argv)
         }
         next_pos++;
     }
+    if (ts && n_out > 0) {
+        size_t plen = 0;
+        const char *piece = tokenizer_stream_flush(ts, &plen);
+        if (piece && emit(&text, &text_len, &text_cap, piece, plen, json) != 0)
+            goto done;
+    }
     uint64_t t2 = clock_mono_ns();
     double pp_s = (double)(t1 - t0) / 1e9, tg_s = (double)(t2 - t1) / 1e9;
     log_pack(LOG_INFO, "ward.run", "generation done", "{s:i,s:i,s:f,s:f}", "prompt_tokens", n_prompt,
@@ -315,7 +383,8 @@ int cmd_run(int argc, char **argv)
         jids = json_array();
         for (int i = 0; i < n_out; i++)
             json_array_append_new(jids, json_integer(out_ids[i]));
-        json_t *o = json_pack("{s:O,s:s,s:s}", "ids", jids, "text", "", "finish_reason", finish);
+        json_t *o = json_pack("{s:O,s:s%,s:s}", "ids", jids, "text", text ? text : "", text_len,
+                              "finish_reason", finish);
         if (!o) {
             fprintf(stderr, "ward run: out of memory\n");
             goto done;
@@ -331,6 +400,9 @@ done:
         rc = 1;
     }
     json_decref(jids);
+    free(text);
+    tokenizer_stream_free(ts);
+    tokenizer_free(tok);
     free(out_ids);
     free(logits);
     free(ids);

@@ -51,6 +51,24 @@ def main():
                  "--threads", "3")
         expect(r2.returncode == 0 and json.loads(r2.stdout)["ids"] == out.get("ids"), "threads change ids")
 
+        # --prompt tokenizes like `ward tokenize`; plain output is the JSON text
+        r = run("tokenize", "--model", model, "--text", "hello world", "--json")
+        expect(r.returncode == 0, "tokenize failed: " + r.stderr)
+        if r.returncode == 0:
+            tids = json.loads(r.stdout)
+            common = ["-n", "5", "--ignore-eos", "--threads", "1"]
+            ra = run("run", "--model", model, "--prompt", "hello world", "--json", *common)
+            rb = run("run", "--model", model, "--prompt-ids", ",".join(map(str, tids)), "--json", *common)
+            rc = run("run", "--model", model, "--prompt", "hello world", *common)
+            expect(ra.returncode == 0 and rb.returncode == 0 and rc.returncode == 0,
+                   "prompt runs failed: %s %s %s" % (ra.stderr, rb.stderr, rc.stderr))
+            if ra.returncode == 0 and rb.returncode == 0:
+                ja, jb = json.loads(ra.stdout), json.loads(rb.stdout)
+                expect(ja == jb, "--prompt %r != --prompt-ids %r" % (ja, jb))
+                expect(len(ja["text"]) > 0, "empty text for 5 tokens: %r" % ja)
+                expect(rc.stdout == ja["text"] + "\n", "plain output %r != json text %r" %
+                       (rc.stdout, ja["text"]))
+
         # seeded sampling is reproducible; different seeds differ (over 24 tokens)
         def sample(seed):
             r = run("run", "--model", model, "--prompt-ids", "1,5,9", "-n", "24", "--json", "--ignore-eos",
