@@ -125,11 +125,10 @@ def main():
         args = k8s_sim.replace_flags(ctr["args"], {"--api-keys-dir": mount, "--model": model},
                                      drop=("--host", "--port"))
         with wardlib.start_ward(args, timeout=60) as w:
-            st, _, _ = wardlib.request("POST", w.url + "/v1/completions",
-                                       headers={"Authorization": "Bearer " + key},
-                                       body={"model": "x", "prompt": "x", "max_tokens": 1})
+            # (POST /v1/completions with an unknown model is a 404 too, so ask /v1/models.)
+            st, _, _ = wardlib.request("GET", w.url + "/v1/models", headers={"Authorization": "Bearer " + key})
             if st in (404, 405):
-                skip("/v1/completions is not routed yet")
+                skip("the OpenAI API is not routed yet")
             env = dict(os.environ, WARD_URL=w.url, WARD_API_KEY=key)
             env.pop("WARD_MODEL_NAME", None)
             r = subprocess.run([sys.executable, SCRIPT], env=env, capture_output=True, text=True,
