@@ -314,6 +314,30 @@ def test_jwt(tmp):
         scan_logs(w, "jwt server")
 
 
+def test_tls(tmp):
+    """HTTPS (certificate made with the openssl command): the same 401 and pass."""
+    crt, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "1", "-subj", "/CN=127.0.0.1"],
+                       capture_output=True, timeout=60)
+    if r.returncode != 0:
+        check(False, "openssl made a test certificate")
+        return
+    kd = os.path.join(tmp, "tls-secret")
+    os.mkdir(kd)
+    tok = "tls-" + b64u(os.urandom(24))
+    SECRETS.append(tok)
+    with open(os.path.join(kd, "api_key"), "w") as f:
+        f.write(tok)
+    with wardlib.start_ward(["--tls-cert", crt, "--tls-key", key, "--api-keys-dir", kd]) as w:
+        url = "https://127.0.0.1:%d" % w.port
+        st, h, _ = wardlib.request("GET", url + "/v1/models")
+        check(st == 401 and h.get("x-ext-auth-reason") == "credential not found", "TLS: no token -> 401 (got %s)" % st)
+        st, h, _ = wardlib.request("GET", url + "/v1/models", headers={"Authorization": "Bearer " + tok})
+        check(st not in (401, 403), "TLS: token passes (got %s)" % st)
+        scan_logs(w, "tls server")
+
+
 def main():
     b = wardlib.ward_bin()
     r = subprocess.run([b, "serve", "--help"], capture_output=True, text=True, timeout=30)
@@ -324,6 +348,7 @@ def main():
         test_seed_and_keys(tmp)
         test_key_store(tmp)
         test_jwt(tmp)
+        test_tls(tmp)
     if FAILS:
         print("%d check(s) failed" % len(FAILS))
         sys.exit(1)
