@@ -459,21 +459,20 @@ static int load_tensors(model *m, char *err, size_t errlen)
     return 0;
 }
 
-model *model_load(const char *path, const model_params *params, char *err, size_t errlen)
+static model *load_from(gguf_file *g, const model_params *params, char *err, size_t errlen)
 {
     model_params defaults = model_default_params();
     if (!params)
         params = &defaults;
+    if (!g)
+        return NULL;
     model *m = calloc(1, sizeof *m);
     if (!m) {
+        gguf_close(g);
         seterr(err, errlen, "model: out of memory");
         return NULL;
     }
-    m->gguf = gguf_open(path, err, errlen);
-    if (!m->gguf) {
-        free(m);
-        return NULL;
-    }
+    m->gguf = g;
     if (load_hparams(m, err, errlen) != 0)
         goto fail;
     if (params->vocab_only) {
@@ -489,6 +488,17 @@ model *model_load(const char *path, const model_params *params, char *err, size_
 fail:
     model_free(m);
     return NULL;
+}
+
+model *model_load(const char *path, const model_params *params, char *err, size_t errlen)
+{
+    return load_from(gguf_open(path, err, errlen), params, err, errlen);
+}
+
+model *model_load_buffer(const void *buf, size_t len, const model_params *params, char *err,
+                         size_t errlen)
+{
+    return load_from(gguf_open_buffer(buf, len, err, errlen), params, err, errlen);
 }
 
 void model_free(model *m)

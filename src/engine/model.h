@@ -85,6 +85,10 @@ model_params model_default_params(void);
 
 /* Opens and validates path. NULL with err on any problem. */
 model *model_load(const char *path, const model_params *params, char *err, size_t errlen);
+/* Same from an in-memory GGUF image (tests, fuzzing); buf must outlive the
+ * model. */
+model *model_load_buffer(const void *buf, size_t len, const model_params *params, char *err,
+                         size_t errlen);
 void model_free(model *m);
 
 const model_hparams *model_get_hparams(const model *m);
