@@ -1,36 +1,91 @@
 /* ops: scalar reference kernels and a small thread pool. See ops.h. */
 #include "engine/ops.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include "engine/kern.h"
 #include "engine/quant.h"
 
-/* ---- thread pool ---- */
+/* ---- thread pool ----
+ *
+ * Workers wait for a new task by spinning on a generation counter for a
+ * short while (a forward pass issues ~10 tasks per layer back to back, so
+ * the next one usually arrives within microseconds), then sleep on a futex.
+ * The caller likewise spins, then sleeps, until the last worker is done.
+ * Condition variables cost a syscall and a wake-up (tens of microseconds)
+ * per task: several milliseconds per decoded token. */
 
-#define OPS_SCRATCH_ALIGN 64 /* cache line */
+#define OPS_SCRATCH_ALIGN 64  /* cache line */
+#define OPS_SPIN_ITERS 20000  /* pause loops (~100-400 us) before sleeping */
+/* Per-thread panel of dequantized weight rows for the tiled GEMM: 256 KiB
+ * stays in L2 while every token tile of the batch passes over it. */
+#define OPS_PANEL_FLOATS (64 * 1024)
+#define OPS_PANEL_ROWS_MAX 64 /* more rows per panel gain nothing once x is reused */
 
 struct ops_pool {
     int n_threads;
     pthread_t *threads;      /* n_threads - 1 workers */
     int n_started;
     float **scratch;         /* [n_threads] */
+    float **panel;           /* [n_threads], OPS_PANEL_FLOATS each */
     size_t scratch_floats;
 
-    pthread_mutex_t mu;
-    pthread_cond_t wake;     /* workers wait for a new generation */
-    pthread_cond_t done;     /* caller waits for pending == 0 */
-    uint64_t generation;
-    int pending;
-    int quit;
+    _Atomic uint32_t gen;       /* futex word: bumped for each task */
+    _Atomic uint32_t done_gen;  /* futex word: bumped when a task's workers are all done */
+    _Atomic int pending;        /* workers still running the current task */
+    _Atomic int sleepers;       /* workers blocked (or about to block) on gen */
+    _Atomic int caller_sleeps;  /* the caller blocks (or is about to) on done_gen */
+    _Atomic int quit;
     ops_task_fn fn;
     void *ctx;
 };
 
 typedef struct { ops_pool *p; int ith; } worker_arg;
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *addr)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Waits until *word != seen; returns the new value. sleepers counts this
+ * thread while it may block, so the waker knows a syscall is needed. */
+static uint32_t wait_change(_Atomic uint32_t *word, uint32_t seen, _Atomic int *sleepers)
+{
+    uint32_t v;
+    for (int i = 0; i < OPS_SPIN_ITERS; i++) {
+        if ((v = atomic_load_explicit(word, memory_order_acquire)) != seen)
+            return v;
+        cpu_relax();
+    }
+    while ((v = atomic_load(word)) == seen) {
+        atomic_fetch_add(sleepers, 1);
+        /* seq_cst: either the waker sees sleepers > 0, or the kernel sees the new value */
+        futex_wait(word, seen);
+        atomic_fetch_sub(sleepers, 1);
+    }
+    return v;
+}
 
 static void *worker_main(void *arg)
 {
@@ -38,26 +93,17 @@ static void *worker_main(void *arg)
     ops_pool *p = wa->p;
     int ith = wa->ith;
     free(wa);
-    uint64_t seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->quit && p->generation == seen)
-            pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) {
-            pthread_mutex_unlock(&p->mu);
+        seen = wait_change(&p->gen, seen, &p->sleepers);
+        if (atomic_load(&p->quit))
             return NULL;
+        p->fn(p->ctx, ith, p->n_threads);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            atomic_fetch_add(&p->done_gen, 1);
+            if (atomic_load(&p->caller_sleeps) > 0)
+                futex_wake_all(&p->done_gen);
         }
-        seen = p->generation;
-        ops_task_fn fn = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-
-        fn(ctx, ith, p->n_threads);
-
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0)
-            pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
     }
 }
 
@@ -78,17 +124,16 @@ ops_pool *ops_pool_new(int n_threads, size_t scratch_floats, char *err, size_t e
     }
     p->n_threads = n_threads;
     p->scratch_floats = scratch_floats;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
     p->scratch = calloc((size_t)n_threads, sizeof *p->scratch);
+    p->panel = calloc((size_t)n_threads, sizeof *p->panel);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->scratch || !p->threads)
+    if (!p->scratch || !p->panel || !p->threads)
         goto oom;
     size_t bytes = (scratch_floats * sizeof(float) + OPS_SCRATCH_ALIGN - 1) / OPS_SCRATCH_ALIGN * OPS_SCRATCH_ALIGN;
     for (int i = 0; i < n_threads; i++) {
         p->scratch[i] = aligned_alloc(OPS_SCRATCH_ALIGN, bytes);
-        if (!p->scratch[i])
+        p->panel[i] = aligned_alloc(OPS_SCRATCH_ALIGN, OPS_PANEL_FLOATS * sizeof(float));
+        if (!p->scratch[i] || !p->panel[i])
             goto oom;
     }
     for (int i = 1; i < n_threads; i++) {
@@ -116,20 +161,20 @@ void ops_pool_free(ops_pool *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&p->mu);
-    p->quit = 1;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store(&p->quit, 1);
+    atomic_fetch_add(&p->gen, 1);
+    futex_wake_all(&p->gen);
     for (int i = 0; i < p->n_started; i++)
         pthread_join(p->threads[i], NULL);
-    if (p->scratch)
-        for (int i = 0; i < p->n_threads; i++)
+    for (int i = 0; i < p->n_threads; i++) {
+        if (p->scratch)
             free(p->scratch[i]);
+        if (p->panel)
+            free(p->panel[i]);
+    }
     free(p->scratch);
+    free(p->panel);
     free(p->threads);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p);
 }
 
@@ -143,20 +188,18 @@ void ops_pool_run(ops_pool *p, ops_task_fn fn, void *ctx)
         fn(ctx, 0, 1);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    const uint32_t done0 = atomic_load(&p->done_gen);
+    atomic_store(&p->pending, p->n_threads - 1);
+    atomic_fetch_add(&p->gen, 1); /* release: fn, ctx, pending */
+    if (atomic_load(&p->sleepers) > 0)
+        futex_wake_all(&p->gen);
 
     fn(ctx, 0, p->n_threads);
 
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+        wait_change(&p->done_gen, done0, &p->caller_sleeps);
 }
 
 /* ---- element-wise kernels ---- */
@@ -185,17 +228,7 @@ int ops_dequant_row(uint32_t type, const void *src, float *dst, size_t n)
 
 float ops_dot_f32(const float *a, const float *b, size_t n)
 {
-    /* 8 independent partial sums: lets the compiler keep them in one vector
-     * register and is more accurate than one long running sum. */
-    float acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            acc[k] += a[i + k] * b[i + k];
-    float s = 0;
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    return kern_get()->dot_f32(a, b, n);
 }
 
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
@@ -258,7 +291,18 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
     }
 }
 
-/* ---- matmul ---- */
+/* ---- matmul ----
+ *
+ * Two paths with bit-identical results (see kern.h): up to
+ * KERN_FUSED_MAX_TOK tokens, weights are dequantized in registers and
+ * streamed once (decode is bound by memory bandwidth); for more tokens, a
+ * panel of rows is dequantized once into a per-thread buffer and a tiled
+ * GEMM runs every token over it (prompt processing is bound by arithmetic).
+ * Threads take chunks of rows from a shared counter, so a busy core (these
+ * machines are shared) does not hold the other back; which thread computes
+ * a row does not change its value. */
+
+#define OPS_FUSED_CHUNK_ROWS 16 /* rows per grab in decode: 128 grabs on a 2048-row matrix */
 
 typedef struct {
     const model_weight *w;
@@ -267,45 +311,73 @@ typedef struct {
     int n_tok;
     float *y;
     ops_pool *pool;
+    const kern_ops *k;
+    int fused;
+    size_t chunk;            /* rows per grab */
+    _Atomic size_t next;     /* first row of the next chunk */
 } matmul_task;
+
+static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
+{
+    const model_weight *w = t->w;
+    const kern_ops *k = t->k;
+    const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
+    const char *src = (const char *)w->data + r0 * w->row_bytes;
+    float *y = t->y + r0;
+    if (t->fused) {
+        k->gemv(w->type, src, w->row_bytes, (int)nr, n_in, t->x, n_in, t->n_tok, y, n_out);
+    } else if (w->type == GGML_T_F32) {
+        k->gemm_f32((int)nr, t->n_tok, n_in, (const float *)(const void *)src, w->row_bytes / sizeof(float), t->x,
+                    n_in, y, n_out);
+    } else {
+        float *panel = nr * n_in <= OPS_PANEL_FLOATS ? t->pool->panel[ith] : ops_pool_scratch(t->pool, ith);
+        if (k->dequant_rows(w->type, src, w->row_bytes, (int)nr, n_in, panel) != 0)
+            for (size_t r = 0; r < nr; r++)
+                ops_dequant_row(w->type, src + r * w->row_bytes, panel + r * n_in, n_in);
+        k->gemm_f32((int)nr, t->n_tok, n_in, panel, n_in, t->x, n_in, y, n_out);
+    }
+    if (t->bias)
+        for (int tk = 0; tk < t->n_tok; tk++)
+            for (size_t r = 0; r < nr; r++)
+                y[(size_t)tk * n_out + r] += t->bias[r0 + r];
+}
 
 static void matmul_worker(void *arg, int ith, int nth)
 {
-    const matmul_task *t = arg;
-    const model_weight *w = t->w;
-    const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
-    /* Contiguous share of rows, in groups of OPS_MATMUL_ROWS. */
-    const size_t n_groups = (n_out + OPS_MATMUL_ROWS - 1) / OPS_MATMUL_ROWS;
-    const size_t g0 = n_groups * (size_t)ith / (size_t)nth;
-    const size_t g1 = n_groups * (size_t)(ith + 1) / (size_t)nth;
-    float *rows = ops_pool_scratch(t->pool, ith);
-    const int is_f32 = w->type == GGML_T_F32;
-
-    for (size_t g = g0; g < g1; g++) {
-        size_t r0 = g * OPS_MATMUL_ROWS;
-        size_t nr = n_out - r0 < OPS_MATMUL_ROWS ? n_out - r0 : OPS_MATMUL_ROWS;
-        const float *rp[OPS_MATMUL_ROWS];
-        for (size_t r = 0; r < nr; r++) {
-            const char *src = (const char *)w->data + (r0 + r) * w->row_bytes;
-            if (is_f32) {
-                rp[r] = (const float *)(const void *)src;
-            } else {
-                ops_dequant_row(w->type, src, rows + r * n_in, n_in);
-                rp[r] = rows + r * n_in;
-            }
-        }
-        for (int tk = 0; tk < t->n_tok; tk++) {
-            const float *xt = t->x + (size_t)tk * n_in;
-            float *yt = t->y + (size_t)tk * n_out + r0;
-            for (size_t r = 0; r < nr; r++)
-                yt[r] = ops_dot_f32(rp[r], xt, n_in) + (t->bias ? t->bias[r0 + r] : 0.0f);
-        }
+    (void)nth;
+    matmul_task *t = arg;
+    const size_t n_out = (size_t)t->w->ne1;
+    for (;;) {
+        size_t r0 = atomic_fetch_add_explicit(&t->next, t->chunk, memory_order_relaxed);
+        if (r0 >= n_out)
+            break;
+        matmul_rows(t, ith, r0, n_out - r0 < t->chunk ? n_out - r0 : t->chunk);
     }
 }
 
 void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
                 const float *x, int n_tok, float *y)
 {
-    matmul_task t = {w, bias, x, n_tok, y, p};
+    const kern_ops *k = kern_get(); /* one level for the whole call */
+    const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
+    matmul_task t = {.w = w, .bias = bias, .x = x, .n_tok = n_tok, .y = y, .pool = p, .k = k};
+    t.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
+    size_t chunk;
+    if (t.fused) {
+        chunk = OPS_FUSED_CHUNK_ROWS;
+    } else {
+        /* As many rows as fit the panel (a multiple of 4, the GEMM tile), at
+         * least OPS_MATMUL_ROWS (the scratch holds that many, by contract). */
+        chunk = n_in ? OPS_PANEL_FLOATS / n_in : OPS_PANEL_ROWS_MAX;
+        chunk = chunk > OPS_PANEL_ROWS_MAX ? OPS_PANEL_ROWS_MAX : chunk / 4 * 4;
+        if (chunk < OPS_MATMUL_ROWS)
+            chunk = OPS_MATMUL_ROWS;
+    }
+    /* Leave every thread a few chunks so none idles at the end. */
+    const size_t nth = (size_t)ops_pool_n_threads(p);
+    while (chunk > 4 && n_out / chunk < 4 * nth)
+        chunk /= 2;
+    t.chunk = chunk;
+    atomic_init(&t.next, 0);
     ops_pool_run(p, matmul_worker, &t);
 }

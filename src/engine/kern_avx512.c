@@ -1,0 +1,111 @@
+/* kern_avx512: the kernels of kern_simd.h on 16-lane AVX-512 vectors. Built
+ * with per-function target attributes, so the rest of the program needs no
+ * AVX-512 flags and runs on any x86-64; kern.c only calls these after cpu.c
+ * found AVX-512 F/BW/VL/DQ. */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define KS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define KS(name) name##_avx512
+#define KS_V 16
+#define KS_LEVEL CPU_LEVEL_AVX512
+
+typedef __m512 vf;
+
+#define KS_INL static KS_TARGET inline __attribute__((always_inline))
+
+KS_INL vf VZERO(void) { return _mm512_setzero_ps(); }
+KS_INL vf VSET1(float a) { return _mm512_set1_ps(a); }
+KS_INL vf VLD(const float *p) { return _mm512_loadu_ps(p); }
+KS_INL __mmask16 ks_mask(size_t n) { return (__mmask16)((1u << n) - 1u); }
+KS_INL vf VLDN(const float *p, size_t n) { return _mm512_maskz_loadu_ps(ks_mask(n), p); }
+KS_INL void VST(float *p, vf v) { _mm512_storeu_ps(p, v); }
+KS_INL void VSTN(float *p, vf v, size_t n) { _mm512_mask_storeu_ps(p, ks_mask(n), v); }
+KS_INL vf VFMA(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+
+/* Fixed tree: halves, then quarters, then pairs. */
+KS_INL float VHSUM(vf v)
+{
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
+}
+
+KS_INL vf VLD_F16(const void *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+KS_INL vf VLDN_F16(const void *p, size_t n) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(ks_mask(n), p)); }
+KS_INL vf VLD_BF16(const void *p)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+KS_INL vf VLDN_BF16(const void *p, size_t n)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(ks_mask(n), p)), 16));
+}
+
+KS_INL float ks_f16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Q8_0: f16 d; i8 qs[32]. y = qs * d. */
+KS_INL void deq_q8_0(const uint8_t *b, vf out[2])
+{
+    const vf d = _mm512_set1_ps(ks_f16(b));
+    out[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))), d);
+    out[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))), d);
+}
+
+/* Q4_0: f16 d; u8 qs[16]. y[j] = (lo(qs[j]) - 8) d, y[j+16] = (hi(qs[j]) - 8) d.
+ * The 16 possible values form a table; nibbles index it (vpermps). */
+KS_INL void deq_q4_0(const uint8_t *b, vf out[2])
+{
+    const vf tab = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7),
+                                 _mm512_set1_ps(ks_f16(b)));
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+    out[0] = _mm512_permutexvar_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)), tab);
+    out[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
+}
+
+/* Q4_1: f16 d, m; u8 qs[16]. y = q d + m (multiply, then add: as quant.c). */
+KS_INL void deq_q4_1(const uint8_t *b, vf out[2])
+{
+    const vf tab = _mm512_add_ps(_mm512_mul_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               _mm512_set1_ps(ks_f16(b))),
+                                 _mm512_set1_ps(ks_f16(b + 2)));
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 4)));
+    out[0] = _mm512_permutexvar_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)), tab);
+    out[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
+}
+
+/* Q5_0: f16 d; u8 qh[4]; u8 qs[16]. 5-bit q = nibble | bit j of qh << 4,
+ * y = (q - 16) d: a 32-entry table (two registers, vpermt2ps). */
+KS_INL void deq_q5_0(const uint8_t *b, vf out[2])
+{
+    const vf d = _mm512_set1_ps(ks_f16(b));
+    const vf lo = _mm512_mul_ps(_mm512_setr_ps(-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1), d);
+    const vf hi = _mm512_mul_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), d);
+    uint32_t h;
+    memcpy(&h, b + 2, 4);
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 6)));
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __m512i i0 = _mm512_and_si512(q, _mm512_set1_epi32(15));
+    __m512i i1 = _mm512_srli_epi32(q, 4);
+    i0 = _mm512_mask_or_epi32(i0, (__mmask16)(h & 0xffffu), i0, sixteen);
+    i1 = _mm512_mask_or_epi32(i1, (__mmask16)(h >> 16), i1, sixteen);
+    out[0] = _mm512_permutex2var_ps(lo, i0, hi);
+    out[1] = _mm512_permutex2var_ps(lo, i1, hi);
+}
+
+#include "engine/kern_simd.h"
+
+#else
+/* Not x86-64: nothing to build (kern.c uses the scalar kernels). */
+typedef int kern_avx512_unused;
+#endif

@@ -1,0 +1,330 @@
+/* kern_simd.h: the level-independent body of the SIMD kernels, included by
+ * kern_avx2.c and kern_avx512.c after they define the vector vocabulary:
+ *
+ *   KS_TARGET         function attribute selecting the ISA (target("..."))
+ *   KS(name)          suffixes a name with the level
+ *   KS_V              f32 lanes per vector (8 or 16); KS_NB = 32 / KS_V
+ *   vf                the vector type
+ *   vf VZERO(void), VLD(const float *), VLDN(const float *, size_t n < KS_V),
+ *   vf VFMA(a, b, c) = a * b + c (fused), float VHSUM(vf) (fixed tree),
+ *   void VST(float *, vf), VSTN(float *, vf, size_t n < KS_V),
+ *   vf VLD_F16(const void *), VLDN_F16(const void *, n), VLD_BF16, VLDN_BF16
+ *   void deq_q8_0(const uint8_t *blk, vf out[KS_NB]) and likewise q4_0,
+ *   q4_1, q5_0: one 32-element block to f32, exactly as quant.c computes it.
+ *
+ * Every output goes through the same per-(row, token) operation sequence
+ * (see kern.h "Determinism"): the tile loops below only decide how many of
+ * those independent sequences run side by side.
+ */
+
+#include <string.h>
+
+#include "engine/gguf.h"
+#include "engine/kern.h"
+
+#define KS_NB (32 / KS_V)
+#define KS_TR 4 /* GEMM tile rows: 4 x 6 accumulators + 4 weights + 1 x < 32 registers (AVX-512) */
+#define KS_TC 6 /* GEMM tile tokens */
+#define KS_FR 4 /* fused kernel rows per pass (with KERN_FUSED_MAX_TOK tokens) */
+
+#define KS_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* ---- f32 dot, axpy ---- */
+
+static KS_TARGET float KS(dot_f32)(const float *a, const float *b, size_t n)
+{
+    vf acc = VZERO();
+    size_t k = 0;
+    for (; k + KS_V <= n; k += KS_V)
+        acc = VFMA(VLD(a + k), VLD(b + k), acc);
+    if (k < n)
+        acc = VFMA(VLDN(a + k, n - k), VLDN(b + k, n - k), acc);
+    return VHSUM(acc);
+}
+
+static KS_TARGET void KS(axpy_f32)(float a, const float *x, float *y, size_t n)
+{
+    const vf va = VSET1(a);
+    size_t k = 0;
+    for (; k + KS_V <= n; k += KS_V)
+        VST(y + k, VFMA(va, VLD(x + k), VLD(y + k)));
+    if (k < n)
+        VSTN(y + k, VFMA(va, VLDN(x + k, n - k), VLDN(y + k, n - k)), n - k);
+}
+
+/* ---- f32 GEMM tile: R rows x C tokens, each a canonical dot ---- */
+
+static KS_TARGET KS_ALWAYS_INLINE void KS(tile)(const int R, const int C, size_t n, const float *w, size_t ldw,
+                                                const float *x, size_t ldx, float *y, size_t ldy)
+{
+    vf acc[KS_TR][KS_TC];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int c = 0; c < C; c++)
+            acc[r][c] = VZERO();
+    size_t k = 0;
+    for (; k + KS_V <= n; k += KS_V) {
+        vf wv[KS_TR];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = VLD(w + (size_t)r * ldw + k);
+#pragma GCC unroll 6
+        for (int c = 0; c < C; c++) {
+            const vf xv = VLD(x + (size_t)c * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][c] = VFMA(wv[r], xv, acc[r][c]);
+        }
+    }
+    if (k < n) {
+        const size_t m = n - k;
+        vf wv[KS_TR];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = VLDN(w + (size_t)r * ldw + k, m);
+#pragma GCC unroll 6
+        for (int c = 0; c < C; c++) {
+            const vf xv = VLDN(x + (size_t)c * ldx + k, m);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][c] = VFMA(wv[r], xv, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int c = 0; c < C; c++)
+            y[(size_t)c * ldy + r] = VHSUM(acc[r][c]);
+}
+
+#define KS_TILE_CASE(R_, C_)                                                                                 \
+    case (R_) * 8 + (C_):                                                                                    \
+        KS(tile)(R_, C_, n, w, ldw, x, ldx, y, ldy);                                                         \
+        break
+
+/* One tile with run-time R <= KS_TR, C <= KS_TC, dispatched to a copy
+ * specialised for those constants (accumulators stay in registers). */
+static KS_TARGET void KS(tile_any)(int R, int C, size_t n, const float *w, size_t ldw, const float *x,
+                                   size_t ldx, float *y, size_t ldy)
+{
+    switch (R * 8 + C) {
+        KS_TILE_CASE(4, 6); KS_TILE_CASE(4, 5); KS_TILE_CASE(4, 4); KS_TILE_CASE(4, 3);
+        KS_TILE_CASE(4, 2); KS_TILE_CASE(4, 1);
+        KS_TILE_CASE(3, 6); KS_TILE_CASE(3, 5); KS_TILE_CASE(3, 4); KS_TILE_CASE(3, 3);
+        KS_TILE_CASE(3, 2); KS_TILE_CASE(3, 1);
+        KS_TILE_CASE(2, 6); KS_TILE_CASE(2, 5); KS_TILE_CASE(2, 4); KS_TILE_CASE(2, 3);
+        KS_TILE_CASE(2, 2); KS_TILE_CASE(2, 1);
+        KS_TILE_CASE(1, 6); KS_TILE_CASE(1, 5); KS_TILE_CASE(1, 4); KS_TILE_CASE(1, 3);
+        KS_TILE_CASE(1, 2); KS_TILE_CASE(1, 1);
+    default:
+        break;
+    }
+}
+
+static KS_TARGET void KS(gemm_f32)(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x,
+                                   size_t ldx, float *y, size_t ldy)
+{
+    for (int t0 = 0; t0 < nt; t0 += KS_TC) {
+        const int C = nt - t0 < KS_TC ? nt - t0 : KS_TC;
+        for (int r0 = 0; r0 < nr; r0 += KS_TR) {
+            const int R = nr - r0 < KS_TR ? nr - r0 : KS_TR;
+            KS(tile_any)(R, C, n, w + (size_t)r0 * ldw, ldw, x + (size_t)t0 * ldx, ldx,
+                         y + (size_t)t0 * ldy + r0, ldy);
+        }
+    }
+}
+
+/* ---- dequantization of rows ---- */
+
+#define KS_DEQ_ROWS(name, bytes)                                                                             \
+    static KS_TARGET void KS(deq_rows_##name)(const uint8_t *src, size_t rb, int nr, size_t n, float *dst)    \
+    {                                                                                                        \
+        for (int r = 0; r < nr; r++) {                                                                       \
+            const uint8_t *row = src + (size_t)r * rb;                                                       \
+            float *o = dst + (size_t)r * n;                                                                  \
+            for (size_t b = 0; b < n / 32; b++) {                                                            \
+                vf v[KS_NB];                                                                                 \
+                deq_##name(row + b * (bytes), v);                                                            \
+                for (int j = 0; j < KS_NB; j++)                                                              \
+                    VST(o + b * 32 + (size_t)j * KS_V, v[j]);                                                \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+KS_DEQ_ROWS(q8_0, 34)
+KS_DEQ_ROWS(q4_0, 18)
+KS_DEQ_ROWS(q4_1, 20)
+KS_DEQ_ROWS(q5_0, 22)
+
+static KS_TARGET void KS(deq_rows_f16)(const uint8_t *src, size_t rb, int nr, size_t n, float *dst, int bf16)
+{
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = src + (size_t)r * rb;
+        float *o = dst + (size_t)r * n;
+        size_t k = 0;
+        for (; k + KS_V <= n; k += KS_V)
+            VST(o + k, bf16 ? VLD_BF16(row + 2 * k) : VLD_F16(row + 2 * k));
+        if (k < n)
+            VSTN(o + k, bf16 ? VLDN_BF16(row + 2 * k, n - k) : VLDN_F16(row + 2 * k, n - k), n - k);
+    }
+}
+
+static KS_TARGET int KS(dequant_rows)(uint32_t type, const void *src, size_t rb, int nr, size_t n, float *dst)
+{
+    const uint8_t *s = src;
+    if (type != GGML_T_F16 && type != GGML_T_BF16 && n % 32 != 0)
+        return -1;
+    switch (type) {
+    case GGML_T_F16: KS(deq_rows_f16)(s, rb, nr, n, dst, 0); return 0;
+    case GGML_T_BF16: KS(deq_rows_f16)(s, rb, nr, n, dst, 1); return 0;
+    case GGML_T_Q8_0: KS(deq_rows_q8_0)(s, rb, nr, n, dst); return 0;
+    case GGML_T_Q4_0: KS(deq_rows_q4_0)(s, rb, nr, n, dst); return 0;
+    case GGML_T_Q4_1: KS(deq_rows_q4_1)(s, rb, nr, n, dst); return 0;
+    case GGML_T_Q5_0: KS(deq_rows_q5_0)(s, rb, nr, n, dst); return 0;
+    default: return -1;
+    }
+}
+
+/* ---- fused dequantize + dot (decode) ---- */
+
+/* Block formats: R rows x C tokens; for each 32-element block, dequantize
+ * each row's block into registers and feed it to the C token chains. */
+#define KS_FUSED_BLOCK(name, bytes)                                                                          \
+    static KS_TARGET KS_ALWAYS_INLINE void KS(fz_##name)(const int R, const int C, size_t n, const uint8_t *w, \
+                                                          size_t rb, const float *x, size_t ldx, float *y,    \
+                                                          size_t ldy)                                         \
+    {                                                                                                        \
+        vf acc[KS_FR][KERN_FUSED_MAX_TOK];                                                                   \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                  \
+            _Pragma("GCC unroll 4") for (int c = 0; c < C; c++) acc[r][c] = VZERO();                         \
+        for (size_t b = 0; b < n / 32; b++) {                                                                \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                              \
+            {                                                                                                \
+                vf wv[KS_NB];                                                                                \
+                deq_##name(w + (size_t)r * rb + b * (bytes), wv);                                            \
+                _Pragma("GCC unroll 4") for (int c = 0; c < C; c++)                                          \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < KS_NB; j++)                                  \
+                        acc[r][c] = VFMA(wv[j], VLD(x + (size_t)c * ldx + b * 32 + (size_t)j * KS_V), acc[r][c]); \
+            }                                                                                                \
+        }                                                                                                    \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                                  \
+            _Pragma("GCC unroll 4") for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = VHSUM(acc[r][c]);   \
+    }
+
+/* F16/BF16: one vector of elements per step, masked tail (as the GEMM). */
+static KS_TARGET KS_ALWAYS_INLINE void KS(fz_half)(const int R, const int C, const int bf16, size_t n,
+                                                    const uint8_t *w, size_t rb, const float *x, size_t ldx,
+                                                    float *y, size_t ldy)
+{
+    vf acc[KS_FR][KERN_FUSED_MAX_TOK];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            acc[r][c] = VZERO();
+    size_t k = 0;
+    for (; k + KS_V <= n; k += KS_V) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = w + (size_t)r * rb + 2 * k;
+            const vf wv = bf16 ? VLD_BF16(p) : VLD_F16(p);
+#pragma GCC unroll 4
+            for (int c = 0; c < C; c++)
+                acc[r][c] = VFMA(wv, VLD(x + (size_t)c * ldx + k), acc[r][c]);
+        }
+    }
+    if (k < n) {
+        const size_t m = n - k;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = w + (size_t)r * rb + 2 * k;
+            const vf wv = bf16 ? VLDN_BF16(p, m) : VLDN_F16(p, m);
+#pragma GCC unroll 4
+            for (int c = 0; c < C; c++)
+                acc[r][c] = VFMA(wv, VLDN(x + (size_t)c * ldx + k, m), acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+            y[(size_t)c * ldy + r] = VHSUM(acc[r][c]);
+}
+
+KS_FUSED_BLOCK(q8_0, 34)
+KS_FUSED_BLOCK(q4_0, 18)
+KS_FUSED_BLOCK(q4_1, 20)
+KS_FUSED_BLOCK(q5_0, 22)
+
+static KS_TARGET KS_ALWAYS_INLINE void KS(fz_f16)(const int R, const int C, size_t n, const uint8_t *w, size_t rb,
+                                                   const float *x, size_t ldx, float *y, size_t ldy)
+{
+    KS(fz_half)(R, C, 0, n, w, rb, x, ldx, y, ldy);
+}
+
+static KS_TARGET KS_ALWAYS_INLINE void KS(fz_bf16)(const int R, const int C, size_t n, const uint8_t *w, size_t rb,
+                                                    const float *x, size_t ldx, float *y, size_t ldy)
+{
+    KS(fz_half)(R, C, 1, n, w, rb, x, ldx, y, ldy);
+}
+
+/* Per type: a dispatcher over (R, C) with both constant in each copy. */
+#define KS_FZ_CASE(name, R_, C_)                                                                             \
+    case (R_) * 8 + (C_):                                                                                    \
+        KS(fz_##name)(R_, C_, n, w, rb, x, ldx, y, ldy);                                                     \
+        break
+#define KS_FZ_ANY(name)                                                                                      \
+    static KS_TARGET void KS(fza_##name)(int R, int C, size_t n, const uint8_t *w, size_t rb, const float *x,  \
+                                         size_t ldx, float *y, size_t ldy)                                    \
+    {                                                                                                        \
+        switch (R * 8 + C) {                                                                                 \
+            KS_FZ_CASE(name, 4, 1); KS_FZ_CASE(name, 4, 2); KS_FZ_CASE(name, 4, 3); KS_FZ_CASE(name, 4, 4);  \
+            KS_FZ_CASE(name, 3, 1); KS_FZ_CASE(name, 3, 2); KS_FZ_CASE(name, 3, 3); KS_FZ_CASE(name, 3, 4);  \
+            KS_FZ_CASE(name, 2, 1); KS_FZ_CASE(name, 2, 2); KS_FZ_CASE(name, 2, 3); KS_FZ_CASE(name, 2, 4);  \
+            KS_FZ_CASE(name, 1, 1); KS_FZ_CASE(name, 1, 2); KS_FZ_CASE(name, 1, 3); KS_FZ_CASE(name, 1, 4);  \
+        default:                                                                                             \
+            break;                                                                                           \
+        }                                                                                                    \
+    }
+
+KS_FZ_ANY(q8_0)
+KS_FZ_ANY(q4_0)
+KS_FZ_ANY(q4_1)
+KS_FZ_ANY(q5_0)
+KS_FZ_ANY(f16)
+KS_FZ_ANY(bf16)
+
+typedef void (*KS(fz_fn))(int, int, size_t, const uint8_t *, size_t, const float *, size_t, float *, size_t);
+
+static KS_TARGET int KS(gemv)(uint32_t type, const void *w, size_t rb, int nr, size_t n, const float *x,
+                              size_t ldx, int nt, float *y, size_t ldy)
+{
+    KS(fz_fn) fn;
+    switch (type) {
+    case GGML_T_F16: fn = KS(fza_f16); break;
+    case GGML_T_BF16: fn = KS(fza_bf16); break;
+    case GGML_T_Q8_0: fn = KS(fza_q8_0); break;
+    case GGML_T_Q4_0: fn = KS(fza_q4_0); break;
+    case GGML_T_Q4_1: fn = KS(fza_q4_1); break;
+    case GGML_T_Q5_0: fn = KS(fza_q5_0); break;
+    default: return -1;
+    }
+    if (nt < 1 || nt > KERN_FUSED_MAX_TOK || (type != GGML_T_F16 && type != GGML_T_BF16 && n % 32 != 0))
+        return -1;
+    const uint8_t *wb = w;
+    for (int r0 = 0; r0 < nr; r0 += KS_FR) {
+        const int R = nr - r0 < KS_FR ? nr - r0 : KS_FR;
+        fn(R, nt, n, wb + (size_t)r0 * rb, rb, x, ldx, y + r0, ldy);
+    }
+    return 0;
+}
+
+const kern_ops KS(kern_ops) = {
+    .level = KS_LEVEL,
+    .dot_f32 = KS(dot_f32),
+    .axpy_f32 = KS(axpy_f32),
+    .gemm_f32 = KS(gemm_f32),
+    .dequant_rows = KS(dequant_rows),
+    .gemv = KS(gemv),
+};
