@@ -561,15 +561,29 @@ static void job_pump(http_exchange *ex, void *arg)
     job_unref(j);
 }
 
+/* Cancels every submitted, unfinished seq. sched_cancel is called without
+ * job->mu: the scheduler may hold its own lock while a callback waits for
+ * job->mu, so taking them in the other order would deadlock. */
+static void cancel_seqs(job *j)
+{
+    uint64_t ids[OAI_MAX_SEQS_PER_REQUEST];
+    int n = 0;
+    pthread_mutex_lock(&j->mu);
+    for (int i = 0; i < j->n_seqs && n < OAI_MAX_SEQS_PER_REQUEST; i++)
+        if (j->seqs[i].submitted && !j->seqs[i].done)
+            ids[n++] = j->seqs[i].id;
+    pthread_mutex_unlock(&j->mu);
+    for (int i = 0; i < n; i++)
+        sched_cancel(j->srv->sched, ids[i]);
+}
+
 static void on_client_close(void *arg)
 {
     job *j = arg;
     pthread_mutex_lock(&j->mu);
     j->closed = 1;
-    for (int i = 0; i < j->n_seqs; i++)
-        if (j->seqs[i].submitted && !j->seqs[i].done)
-            sched_cancel(j->srv->sched, j->seqs[i].id);
     pthread_mutex_unlock(&j->mu);
+    cancel_seqs(j);
 }
 
 /* ---- request handling (loop thread) ---- */
@@ -900,10 +914,8 @@ fail_job:
      * answers now and ignores their results. */
     pthread_mutex_lock(&j->mu);
     j->responded = 1;
-    for (int i = 0; i < j->n_seqs; i++)
-        if (j->seqs[i].submitted)
-            sched_cancel(srv->sched, j->seqs[i].id);
     pthread_mutex_unlock(&j->mu);
+    cancel_seqs(j);
     send_error(ex, &e);
     job_unref(j);
     free(sp);
