@@ -100,7 +100,7 @@ try {
   }
   eq(role, "assistant", "stream role chunk");
   eq(content, chat.choices[0].message.content, "streamed chat = non-streamed (same seed)");
-  ok(n >= 3, "several chunks");
+  ok(n >= 2, "role chunk and content chunks"); // deltas of fast steps may be coalesced
 
   // models
   const models = await client.models.list();
