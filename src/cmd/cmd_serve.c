@@ -253,12 +253,13 @@ static void raise_fd_limit(int want)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-/* Builds the routes. Returns 0, or 1 after logging why not. */
+/* Adds auth's counters to the api's /metrics output. */
 static size_t auth_extra_metrics(const void *ud, char *buf, size_t len)
 {
     return auth_metrics_render(ud, buf, len);
 }
 
+/* Builds the routes. Returns 0, or 1 after logging why not. */
 static int serve_wire(api_router *r, serve_options *o)
 {
     /* ---- other modules plug in here (api: OpenAI routes; auth: pre-hook) ---- */

@@ -134,6 +134,14 @@ struct conn {
     char remote[64];
 };
 
+/* An on_close callback waiting to run (see conn_detach). */
+typedef struct closing_cb {
+    struct closing_cb *next;
+    http_exchange *ex; /* held until the callback has run */
+    void (*fn)(void *);
+    void *arg;
+} closing_cb;
+
 typedef struct post {
     struct post *next;
     http_exchange *ex;
@@ -159,6 +167,7 @@ struct loop {
     int draining;
     uint64_t drain_deadline;
     http_header *scratch;      /* max_headers entries: the parser's output, copied per exchange */
+    closing_cb *closes;        /* on_close callbacks to run at the end of the iteration */
     uint64_t next_sweep;
 };
 
@@ -626,18 +635,30 @@ static void conn_detach(conn *c, int gone)
     ex->c = NULL;
     if (gone && !ex->finished) {
         atomic_store(&ex->closed, 1);
-        if (ex->responded || ex->req.body || c->state == ST_HANDLING) {
-            /* keep the request readable for holders: hand over the buffer */
-            ex->orphan_in = c->in;
-            c->in = NULL;
-            c->in_cap = c->in_len = 0;
-        }
+        /* the request points into the input buffer: hand it to the exchange
+         * so that holders (and pointers kept from on_headers) stay valid */
+        ex->orphan_in = c->in;
+        c->in = NULL;
+        c->in_cap = c->in_len = 0;
         if (!ex->status)
             ex->status = 499; /* client closed request (nginx's convention) */
         if (ex->on_close) {
+            /* Run later, never inside the handler call (a failing
+             * stream_write, say) that noticed the disconnect: the handler
+             * may hold its own locks there. */
             void (*fn)(void *) = ex->on_close;
             ex->on_close = NULL;
-            fn(ex->on_close_arg);
+            closing_cb *cb = malloc(sizeof *cb);
+            if (cb) {
+                http_exchange_hold(ex);
+                cb->ex = ex;
+                cb->fn = fn;
+                cb->arg = ex->on_close_arg;
+                cb->next = c->lp->closes;
+                c->lp->closes = cb;
+            } else {
+                fn(ex->on_close_arg); /* out of memory: better late locks than a leak */
+            }
         }
         access_log(ex);
     }
@@ -1210,6 +1231,33 @@ static void loop_accept(loop *lp)
     }
 }
 
+/* Runs the deferred on_close callbacks (oldest first) and frees dead connections. */
+static void loop_reap(loop *lp)
+{
+    while (lp->closes) {
+        closing_cb *list = lp->closes, *rev = NULL;
+        lp->closes = NULL;
+        while (list) { /* reverse to run in the order of the disconnects */
+            closing_cb *nx = list->next;
+            list->next = rev;
+            rev = list;
+            list = nx;
+        }
+        while (rev) {
+            closing_cb *nx = rev->next;
+            rev->fn(rev->arg);
+            http_exchange_release(rev->ex);
+            free(rev);
+            rev = nx;
+        }
+    }
+    while (lp->grave) {
+        conn *c = lp->grave;
+        conn_unlink(&lp->grave, c);
+        conn_free(c);
+    }
+}
+
 static void loop_run_posts(loop *lp)
 {
     pthread_mutex_lock(&lp->mu);
@@ -1327,17 +1375,9 @@ static void *loop_main(void *arg)
             loop_sweep(lp, now);
             lp->next_sweep = now + (uint64_t)s->sweep_ms;
         }
-        while (lp->grave) {
-            conn *c = lp->grave;
-            conn_unlink(&lp->grave, c);
-            conn_free(c);
-        }
+        loop_reap(lp);
     }
-    while (lp->grave) {
-        conn *c = lp->grave;
-        conn_unlink(&lp->grave, c);
-        conn_free(c);
-    }
+    loop_reap(lp);
     /* Refuse new posts, then run the ones queued: their exchanges are closed,
      * so the callbacks see that and release what they hold. */
     pthread_mutex_lock(&lp->mu);
@@ -1558,11 +1598,7 @@ void http_server_free(http_server *s)
         loop *lp = &s->loops[i];
         while (lp->live)
             conn_close(lp->live);
-        while (lp->grave) {
-            conn *c = lp->grave;
-            conn_unlink(&lp->grave, c);
-            conn_free(c);
-        }
+        loop_reap(lp);
         post *q = lp->q_head;
         while (q) {
             post *nx = q->next;
