@@ -17,6 +17,7 @@
  * those independent sequences run side by side.
  */
 
+#include <immintrin.h>
 #include <string.h>
 
 #include "engine/gguf.h"
@@ -26,6 +27,13 @@
 #define KS_TR 4 /* GEMM tile rows: 4 x 6 accumulators + 4 weights + 1 x < 32 registers (AVX-512) */
 #define KS_TC 6 /* GEMM tile tokens */
 #define KS_FR 4 /* fused kernel rows per pass (with KERN_FUSED_MAX_TOK tokens) */
+/* Bytes ahead to prefetch in each weight row. Interleaved rows that each
+ * advance by one small block per step are streams the hardware prefetcher
+ * follows too late; prefetching ~4 KiB ahead (about the next row group)
+ * doubled decode speed on Zen 5 (1 KiB: +30%, 16 KiB: less again). */
+#ifndef KS_PREFETCH
+#define KS_PREFETCH 4096
+#endif
 
 #define KS_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -202,7 +210,9 @@ static KS_TARGET int KS(dequant_rows)(uint32_t type, const void *src, size_t rb,
             _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                              \
             {                                                                                                \
                 vf wv[KS_NB];                                                                                \
-                deq_##name(w + (size_t)r * rb + b * (bytes), wv);                                            \
+                const uint8_t *wp = w + (size_t)r * rb + b * (bytes);                                        \
+                _mm_prefetch((const char *)wp + KS_PREFETCH, _MM_HINT_T0);                                   \
+                deq_##name(wp, wv);                                                                          \
                 _Pragma("GCC unroll 4") for (int c = 0; c < C; c++)                                          \
                     _Pragma("GCC unroll 4") for (int j = 0; j < KS_NB; j++)                                  \
                         acc[r][c] = VFMA(wv[j], VLD(x + (size_t)c * ldx + b * 32 + (size_t)j * KS_V), acc[r][c]); \
@@ -228,6 +238,7 @@ static KS_TARGET KS_ALWAYS_INLINE void KS(fz_half)(const int R, const int C, con
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + (size_t)r * rb + 2 * k;
+            _mm_prefetch((const char *)p + KS_PREFETCH, _MM_HINT_T0);
             const vf wv = bf16 ? VLD_BF16(p) : VLD_F16(p);
 #pragma GCC unroll 4
             for (int c = 0; c < C; c++)

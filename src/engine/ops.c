@@ -20,9 +20,15 @@
  * Workers wait for a new task by spinning on a generation counter for a
  * short while (a forward pass issues ~10 tasks per layer back to back, so
  * the next one usually arrives within microseconds), then sleep on a futex.
- * The caller likewise spins, then sleeps, until the last worker is done.
  * Condition variables cost a syscall and a wake-up (tens of microseconds)
- * per task: several milliseconds per decoded token. */
+ * per task: several milliseconds per decoded token.
+ *
+ * These machines are shared, so a worker may not be running when a task is
+ * posted. Each worker claims its share (CAS PENDING -> RUNNING); the caller,
+ * having done its own share, takes over every share not yet claimed (CAS
+ * PENDING -> TAKEN) and runs fn for that ith itself, so it only ever waits
+ * for workers that are actually computing. fn(ctx, ith, nth) is called
+ * exactly once per ith either way, on some thread, with scratch ith. */
 
 #define OPS_SCRATCH_ALIGN 64  /* cache line */
 #define OPS_SPIN_ITERS 20000  /* pause loops (~100-400 us) before sleeping */
@@ -31,6 +37,13 @@
 #define OPS_PANEL_FLOATS (64 * 1024)
 #define OPS_PANEL_ROWS_MAX 64 /* more rows per panel gain nothing once x is reused */
 
+enum { SHARE_DONE = 0, SHARE_PENDING = 1, SHARE_RUNNING = 2 };
+
+typedef struct {
+    _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint32_t state; /* SHARE_*; also a futex word */
+    _Atomic int caller_sleeps;                          /* caller blocks on state */
+} share_slot;
+
 struct ops_pool {
     int n_threads;
     pthread_t *threads;      /* n_threads - 1 workers */
@@ -38,12 +51,10 @@ struct ops_pool {
     float **scratch;         /* [n_threads] */
     float **panel;           /* [n_threads], OPS_PANEL_FLOATS each */
     size_t scratch_floats;
+    share_slot *share;       /* [n_threads]; slot 0 unused */
 
-    _Atomic uint32_t gen;       /* futex word: bumped for each task */
-    _Atomic uint32_t done_gen;  /* futex word: bumped when a task's workers are all done */
-    _Atomic int pending;        /* workers still running the current task */
+    _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint32_t gen; /* futex word: bumped for each task */
     _Atomic int sleepers;       /* workers blocked (or about to block) on gen */
-    _Atomic int caller_sleeps;  /* the caller blocks (or is about to) on done_gen */
     _Atomic int quit;
     ops_task_fn fn;
     void *ctx;
@@ -87,23 +98,41 @@ static uint32_t wait_change(_Atomic uint32_t *word, uint32_t seen, _Atomic int *
     return v;
 }
 
+/* Waits until *word == target. */
+static void wait_value(_Atomic uint32_t *word, uint32_t target, _Atomic int *sleepers)
+{
+    uint32_t v;
+    for (int i = 0; i < OPS_SPIN_ITERS; i++) {
+        if (atomic_load_explicit(word, memory_order_acquire) == target)
+            return;
+        cpu_relax();
+    }
+    while ((v = atomic_load(word)) != target) {
+        atomic_fetch_add(sleepers, 1);
+        futex_wait(word, v);
+        atomic_fetch_sub(sleepers, 1);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker_arg *wa = arg;
     ops_pool *p = wa->p;
     int ith = wa->ith;
     free(wa);
+    share_slot *me = &p->share[ith];
     uint32_t seen = 0;
     for (;;) {
         seen = wait_change(&p->gen, seen, &p->sleepers);
         if (atomic_load(&p->quit))
             return NULL;
+        uint32_t want = SHARE_PENDING;
+        if (!atomic_compare_exchange_strong(&me->state, &want, SHARE_RUNNING))
+            continue; /* the caller took this share */
         p->fn(p->ctx, ith, p->n_threads);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            atomic_fetch_add(&p->done_gen, 1);
-            if (atomic_load(&p->caller_sleeps) > 0)
-                futex_wake_all(&p->done_gen);
-        }
+        atomic_store(&me->state, SHARE_DONE); /* release: the share's results */
+        if (atomic_load(&me->caller_sleeps) > 0)
+            futex_wake_all(&me->state);
     }
 }
 
@@ -126,8 +155,14 @@ ops_pool *ops_pool_new(int n_threads, size_t scratch_floats, char *err, size_t e
     p->scratch_floats = scratch_floats;
     p->scratch = calloc((size_t)n_threads, sizeof *p->scratch);
     p->panel = calloc((size_t)n_threads, sizeof *p->panel);
+    p->share = aligned_alloc(OPS_SCRATCH_ALIGN, (size_t)n_threads * sizeof *p->share);
+    if (p->share)
+        for (int i = 0; i < n_threads; i++) {
+            atomic_init(&p->share[i].state, SHARE_DONE);
+            atomic_init(&p->share[i].caller_sleeps, 0);
+        }
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->scratch || !p->panel || !p->threads)
+    if (!p->scratch || !p->panel || !p->share || !p->threads)
         goto oom;
     size_t bytes = (scratch_floats * sizeof(float) + OPS_SCRATCH_ALIGN - 1) / OPS_SCRATCH_ALIGN * OPS_SCRATCH_ALIGN;
     for (int i = 0; i < n_threads; i++) {
@@ -174,6 +209,7 @@ void ops_pool_free(ops_pool *p)
     }
     free(p->scratch);
     free(p->panel);
+    free(p->share);
     free(p->threads);
     free(p);
 }
@@ -184,22 +220,31 @@ size_t ops_pool_scratch_floats(const ops_pool *p) { return p->scratch_floats; }
 
 void ops_pool_run(ops_pool *p, ops_task_fn fn, void *ctx)
 {
-    if (p->n_threads == 1) {
+    const int nth = p->n_threads;
+    if (nth == 1) {
         fn(ctx, 0, 1);
         return;
     }
     p->fn = fn;
     p->ctx = ctx;
-    const uint32_t done0 = atomic_load(&p->done_gen);
-    atomic_store(&p->pending, p->n_threads - 1);
-    atomic_fetch_add(&p->gen, 1); /* release: fn, ctx, pending */
+    for (int i = 1; i < nth; i++)
+        atomic_store_explicit(&p->share[i].state, SHARE_PENDING, memory_order_release); /* fn, ctx */
+    atomic_fetch_add(&p->gen, 1); /* release: fn, ctx, shares */
     if (atomic_load(&p->sleepers) > 0)
         futex_wake_all(&p->gen);
 
-    fn(ctx, 0, p->n_threads);
+    fn(ctx, 0, nth);
 
-    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
-        wait_change(&p->done_gen, done0, &p->caller_sleeps);
+    for (int i = 1; i < nth; i++) {
+        share_slot *s = &p->share[i];
+        uint32_t want = SHARE_PENDING;
+        if (atomic_compare_exchange_strong(&s->state, &want, SHARE_DONE)) {
+            fn(ctx, i, nth); /* not started yet: do it here */
+            continue;
+        }
+        /* claimed by worker i: wait for it (acquire: its results) */
+        wait_value(&s->state, SHARE_DONE, &s->caller_sleeps);
+    }
 }
 
 /* ---- element-wise kernels ---- */
