@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# bench/engine.sh: ward's CPU engine throughput against the memory-bandwidth
+# roofline (and llama.cpp, when one is given).
+#
+# Makes a random-weight Llama model with TinyLlama-1.1B's shape in F16
+# (bench/make_model.py), quantizes it to Q8_0 and Q4_0 with `ward quantize`,
+# measures the machine's read bandwidth (bench/membw.c, 2 threads, median of
+# 7 reads of 1 GiB), then runs `ward bench -p 128 -n 64 --threads 2` on each
+# file (median of RUNS runs) and prints prompt and decode tokens/s and decode
+# as a percentage of the roofline:
+#     weight bytes read per token x decode tok/s / bandwidth
+# (the token-embedding table is not counted: a token reads one row of it).
+#
+# If LLAMA_BENCH names a llama-bench binary (built by you; this script never
+# fetches or builds one), it also runs `llama-bench -t 2 -p 128 -n 64` on the
+# same files and prints ward / llama.cpp ratios.
+#
+# Environment: BENCH_DIR (models; default /tmp/ward-bench, ~3.9 GB),
+# BUILD_DIR (default build-bench), RUNS (default 3), THREADS (default 2),
+# SMALL=1 (a tiny model of the same kind: checks this script in seconds).
+# The machine should be quiet: the load average is printed; compare ratios
+# from one run, not absolute figures from different runs.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-/tmp/ward-bench}
+BUILD_DIR=${BUILD_DIR:-$SRC/build-bench}
+RUNS=${RUNS:-3}
+THREADS=${THREADS:-2}
+SMALL=${SMALL:-0}
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+mkdir -p "$BENCH_DIR"
+echo "== build (Release) in $BUILD_DIR"
+cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$BUILD_DIR" -j"$THREADS" --target ward >/dev/null
+WARD="$BUILD_DIR/ward"
+cc -O2 -pthread -o "$BUILD_DIR/membw" "$SRC/bench/membw.c"
+
+if [ "$SMALL" = 1 ]; then
+    tag=small; mkflag=--small; embd_elems=$((1024 * 256))
+else
+    tag=tinyllama; mkflag=; embd_elems=$((32000 * 2048))
+fi
+F16="$BENCH_DIR/$tag-f16.gguf"
+if [ ! -s "$F16" ]; then
+    echo "== making $F16"
+    "$PY" "$SRC/bench/make_model.py" "$F16" $mkflag
+fi
+for q in q8_0 q4_0; do
+    out="$BENCH_DIR/$tag-$q.gguf"
+    if [ ! -s "$out" ] || [ "$out" -ot "$F16" ]; then
+        echo "== ward quantize -> $out"
+        "$WARD" quantize "$F16" "$out" "$q" >/dev/null
+    fi
+done
+
+echo "== machine"
+grep -m1 'model name' /proc/cpuinfo | sed 's/^.*: /cpu: /' || true
+echo "cpus: $(nproc), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+BW_JSON=$("$BUILD_DIR/membw" -t "$THREADS" -s $([ "$SMALL" = 1 ] && echo 64 || echo 1024) -r 7 --json)
+BW=$(echo "$BW_JSON" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["median_gbs"])')
+echo "read bandwidth ($THREADS threads): $BW GB/s"
+
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+for t in f16 q8_0 q4_0; do
+    f="$BENCH_DIR/$tag-$t.gguf"
+    for i in $(seq "$RUNS"); do
+        j=$("$WARD" bench --model "$f" -p 128 -n 64 --threads "$THREADS" --json)
+        echo "ward $t $j" >>"$results"
+    done
+    if [ -n "${LLAMA_BENCH:-}" ]; then
+        if [ -x "$LLAMA_BENCH" ]; then
+            j=$("$LLAMA_BENCH" -m "$f" -t "$THREADS" -p 128 -n 64 -o json 2>/dev/null | tr -d '\n')
+            echo "llama $t $j" >>"$results"
+        else
+            echo "LLAMA_BENCH=$LLAMA_BENCH is not executable; skipping llama.cpp" >&2
+        fi
+    fi
+done
+
+"$PY" - "$results" "$BW" "$embd_elems" <<'PYEOF'
+import json, os, statistics, sys
+path, bw, embd = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+bpe = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}   # bytes per weight
+ward, llama = {}, {}
+for line in open(path):
+    who, t, js = line.split(" ", 2)
+    if who == "ward":
+        ward.setdefault(t, []).append(json.loads(js))
+    else:
+        try:
+            rows = json.loads(js)
+            pp = [r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0]
+            tg = [r["avg_ts"] for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0]
+            llama[t] = (pp[0] if pp else 0.0, tg[0] if tg else 0.0)
+        except (ValueError, KeyError, TypeError):
+            print("could not parse llama-bench output for", t, file=sys.stderr)
+print()
+hdr = "%-5s %9s %10s %10s %11s %9s" % ("type", "GiB", "pp tok/s", "tg tok/s", "decode GB/s", "roofline")
+if llama:
+    hdr += " %12s %12s %8s %8s" % ("llama pp", "llama tg", "pp x", "tg x")
+print(hdr)
+for t in ("f16", "q8_0", "q4_0"):
+    runs = ward.get(t, [])
+    if not runs:
+        continue
+    pp = statistics.median(r["pp_tok_s"] for r in runs)
+    tg = statistics.median(r["tg_tok_s"] for r in runs)
+    wb = runs[0]["weight_bytes"]
+    per_tok = wb - embd * bpe[t]        # bytes of weights read per decoded token
+    gbs = per_tok * tg / 1e9
+    line = "%-5s %9.2f %10.1f %10.1f %11.1f %8.0f%%" % (t.upper(), wb / 2**30, pp, tg, gbs, 100 * gbs / bw)
+    if t in llama:
+        lp, lt = llama[t]
+        line += " %12.1f %12.1f %8.2f %8.2f" % (lp, lt, pp / lp if lp else 0, tg / lt if lt else 0)
+    print(line)
+print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / %.1f GB/s)" % (len(ward.get("f16", [])), bw))
+PYEOF
