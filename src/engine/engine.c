@@ -1,4 +1,4 @@
-/* engine: batched forward pass with per-sequence KV slots. See engine.h. */
+/* engine: batched forward pass over a paged, refcounted KV cache. See engine.h. */
 #include "engine/engine.h"
 
 #include <math.h>
@@ -19,9 +19,30 @@ struct engine {
     const model_hparams *hp;
     int n_seq_max, n_ctx, n_batch, n_threads;
     size_t E, F, QD, KD;           /* n_embd, n_ff, n_head*head_dim, n_head_kv*head_dim */
-    float *k_cache, *v_cache;      /* [seq][layer][pos][KD] */
     int *seq_len;                  /* [n_seq_max] */
     int *next_len;                 /* [n_seq_max] scratch for validation */
+    /* paged KV cache, see engine.h */
+    int bs;                        /* positions per block */
+    int n_blocks;                  /* pool size */
+    int max_bps;                   /* blocks per sequence: ceil(n_ctx / bs) */
+    size_t blk_floats;             /* floats of K (or V) per block: n_layer * bs * KD */
+    float *k_pool, *v_pool;        /* [block][layer][bs][KD] */
+    int32_t *table;                /* [n_seq_max][max_bps] block of each block index */
+    uint64_t *seq_hash;            /* [n_seq_max][max_bps] chain hash of each full block */
+    int *n_hashed;                 /* [n_seq_max] leading blocks with a chain hash */
+    int32_t *ref;                  /* [n_blocks] sequences using the block */
+    uint64_t *bhash;               /* [n_blocks] chain hash when indexed, else 0 */
+    uint64_t *bparent;             /* [n_blocks] chain hash of the block before (0: first) */
+    int32_t *btok;                 /* [n_blocks][bs] tokens the block holds */
+    int32_t *free_stack;           /* [n_blocks] unindexed unreferenced blocks */
+    int n_free;
+    int32_t *lru_prev, *lru_next;  /* [n_blocks] indexed unreferenced blocks, oldest first */
+    int32_t lru_head, lru_tail;
+    int n_lru;
+    int32_t *ht_head, *ht_next;    /* hash index: [ht_mask + 1] chains, [n_blocks] links */
+    uint32_t ht_mask;
+    int prefix_cache;
+    uint64_t prefix_queries, prefix_hits;
     ops_pool *pool;
     /* per-step activations, n_batch rows each */
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u, *cs;
@@ -61,10 +82,273 @@ static float *alloc_f(size_t rows, size_t cols, int *fail)
     return p;
 }
 
+/* ---- paged KV cache: block pool, refcounts, prefix index ---- */
+
+#define KV_NONE (-1)
+
+/* Chain hash of a full block: its tokens mixed with the hash of the block
+ * before (0 for the first), so equal hashes mean equal prefixes up to a 64-bit
+ * collision; lookups also compare the block's tokens and parent hash. Never 0
+ * (0 marks "not indexed"). */
+static uint64_t chain_hash(uint64_t parent, const int32_t *t, int n)
+{
+    uint64_t h = parent ^ 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < n; i++) {
+        h ^= (uint32_t)t[i];
+        h *= 0x100000001b3ull;
+        h ^= h >> 31;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h ? h : 1;
+}
+
+static int32_t *seq_table(const engine *e, int seq)
+{
+    return e->table + (size_t)seq * (size_t)e->max_bps;
+}
+
+static void lru_remove(engine *e, int32_t b)
+{
+    int32_t p = e->lru_prev[b], n = e->lru_next[b];
+    if (p != KV_NONE)
+        e->lru_next[p] = n;
+    else
+        e->lru_head = n;
+    if (n != KV_NONE)
+        e->lru_prev[n] = p;
+    else
+        e->lru_tail = p;
+    e->lru_prev[b] = e->lru_next[b] = KV_NONE;
+    e->n_lru--;
+}
+
+static void lru_append(engine *e, int32_t b)
+{
+    e->lru_prev[b] = e->lru_tail;
+    e->lru_next[b] = KV_NONE;
+    if (e->lru_tail != KV_NONE)
+        e->lru_next[e->lru_tail] = b;
+    else
+        e->lru_head = b;
+    e->lru_tail = b;
+    e->n_lru++;
+}
+
+static void ht_insert(engine *e, int32_t b, uint64_t h, uint64_t parent)
+{
+    uint32_t k = (uint32_t)h & e->ht_mask;
+    e->bhash[b] = h;
+    e->bparent[b] = parent;
+    e->ht_next[b] = e->ht_head[k];
+    e->ht_head[k] = b;
+}
+
+static void ht_remove(engine *e, int32_t b)
+{
+    if (!e->bhash[b])
+        return;
+    uint32_t k = (uint32_t)e->bhash[b] & e->ht_mask;
+    for (int32_t *pp = &e->ht_head[k]; *pp != KV_NONE; pp = &e->ht_next[*pp])
+        if (*pp == b) {
+            *pp = e->ht_next[b];
+            break;
+        }
+    e->bhash[b] = 0;
+    e->ht_next[b] = KV_NONE;
+}
+
+static int32_t ht_find(const engine *e, uint64_t h, uint64_t parent, const int32_t *tokens)
+{
+    for (int32_t b = e->ht_head[(uint32_t)h & e->ht_mask]; b != KV_NONE; b = e->ht_next[b])
+        if (e->bhash[b] == h && e->bparent[b] == parent &&
+            memcmp(e->btok + (size_t)b * (size_t)e->bs, tokens, (size_t)e->bs * sizeof *tokens) == 0)
+            return b;
+    return KV_NONE;
+}
+
+/* A block with ref 1 for the caller: a free one, else the least recently
+ * released cached one (dropped from the index). KV_NONE when the pool is dry. */
+static int32_t blk_alloc(engine *e)
+{
+    int32_t b;
+    if (e->n_free > 0) {
+        b = e->free_stack[--e->n_free];
+    } else if (e->lru_head != KV_NONE) {
+        b = e->lru_head;
+        lru_remove(e, b);
+        ht_remove(e, b);
+    } else {
+        return KV_NONE;
+    }
+    e->ref[b] = 1;
+    return b;
+}
+
+static void blk_release(engine *e, int32_t b)
+{
+    if (--e->ref[b] > 0)
+        return;
+    if (e->bhash[b])
+        lru_append(e, b); /* kept for reuse until the pool needs it */
+    else
+        e->free_stack[e->n_free++] = b;
+}
+
+static int n_blocks_for(const engine *e, int len)
+{
+    return (len + e->bs - 1) / e->bs;
+}
+
+/* Keeps the first n_keep positions of seq, releasing the blocks past them. */
+static void seq_shrink(engine *e, int seq, int n_keep)
+{
+    int32_t *t = seq_table(e, seq);
+    for (int i = n_blocks_for(e, n_keep); i < n_blocks_for(e, e->seq_len[seq]); i++) {
+        blk_release(e, t[i]);
+        t[i] = KV_NONE;
+    }
+    if (e->n_hashed[seq] > n_keep / e->bs)
+        e->n_hashed[seq] = n_keep / e->bs;
+    e->seq_len[seq] = n_keep;
+}
+
+/* Makes room for positions seq_len..new_len-1: the partial last block made
+ * private (copied when shared, dropped from the index when it will change),
+ * then fresh blocks. The caller checked engine_seq_blocks_needed. */
+static void seq_prepare_write(engine *e, int seq, int new_len)
+{
+    int32_t *t = seq_table(e, seq);
+    int len = e->seq_len[seq];
+    if (len % e->bs != 0) {
+        int32_t b = t[len / e->bs];
+        if (e->ref[b] > 1) {
+            int32_t c = blk_alloc(e);
+            memcpy(e->k_pool + (size_t)c * e->blk_floats, e->k_pool + (size_t)b * e->blk_floats,
+                   e->blk_floats * sizeof(float));
+            memcpy(e->v_pool + (size_t)c * e->blk_floats, e->v_pool + (size_t)b * e->blk_floats,
+                   e->blk_floats * sizeof(float));
+            memcpy(e->btok + (size_t)c * (size_t)e->bs, e->btok + (size_t)b * (size_t)e->bs,
+                   (size_t)e->bs * sizeof *e->btok);
+            blk_release(e, b);
+            t[len / e->bs] = c;
+        } else if (e->bhash[b]) {
+            ht_remove(e, b); /* truncated into an indexed block: its content changes */
+        }
+    }
+    for (int i = n_blocks_for(e, len); i < n_blocks_for(e, new_len); i++)
+        t[i] = blk_alloc(e);
+}
+
+/* Computes the chain hash of seq's newly full blocks and indexes them. */
+static void seq_index_blocks(engine *e, int seq)
+{
+    int32_t *t = seq_table(e, seq);
+    uint64_t *sh = e->seq_hash + (size_t)seq * (size_t)e->max_bps;
+    for (int i = e->n_hashed[seq]; (i + 1) * e->bs <= e->seq_len[seq]; i++) {
+        uint64_t parent = i ? sh[i - 1] : 0;
+        int32_t b = t[i];
+        const int32_t *tok = e->btok + (size_t)b * (size_t)e->bs;
+        sh[i] = chain_hash(parent, tok, e->bs);
+        if (e->prefix_cache && !e->bhash[b] && ht_find(e, sh[i], parent, tok) == KV_NONE)
+            ht_insert(e, b, sh[i], parent);
+        e->n_hashed[seq] = i + 1;
+    }
+}
+
+static int kv_init(engine *e, const engine_params *p, char *err, size_t errlen)
+{
+    e->bs = p->kv_block_size ? p->kv_block_size : ENGINE_DEFAULT_KV_BLOCK;
+    if (e->bs < 1 || e->bs > ENGINE_MAX_KV_BLOCK) {
+        seterr(err, errlen, "engine: kv_block_size %d out of range [1, %d]", e->bs, ENGINE_MAX_KV_BLOCK);
+        return -1;
+    }
+    e->max_bps = (p->n_ctx + e->bs - 1) / e->bs;
+    size_t bpb = engine_kv_block_bytes(e->m, e->bs);
+    if (bpb == 0 || mul_sz(e->hp->n_layer, (size_t)e->bs * e->KD, &e->blk_floats)) {
+        seterr(err, errlen, "engine: KV block size overflows");
+        return -1;
+    }
+    long nb = p->n_kv_blocks;
+    if (nb == 0 && p->kv_cache_bytes > 0)
+        nb = (long)(p->kv_cache_bytes / bpb > (size_t)ENGINE_MAX_KV_BLOCKS ? (size_t)ENGINE_MAX_KV_BLOCKS + 1
+                                                                           : p->kv_cache_bytes / bpb);
+    if (nb == 0) {
+        nb = (long)p->n_seq_max * e->max_bps;
+        if (nb > ENGINE_MAX_KV_BLOCKS)
+            nb = ENGINE_MAX_KV_BLOCKS;
+    }
+    if (nb < e->max_bps || nb > ENGINE_MAX_KV_BLOCKS) {
+        seterr(err, errlen,
+               "engine: a KV pool of %ld blocks of %d positions (%zu KiB each) is out of range [%d, %d]: it must "
+               "hold one full context of %d positions",
+               nb, e->bs, bpb >> 10, e->max_bps, ENGINE_MAX_KV_BLOCKS, p->n_ctx);
+        return -1;
+    }
+    e->n_blocks = (int)nb;
+    size_t cells;
+    if (mul_sz((size_t)nb, e->blk_floats, &cells) || mul_sz(cells, sizeof(float), &(size_t){0})) {
+        seterr(err, errlen, "engine: KV pool size overflows");
+        return -1;
+    }
+    /* calloc: the OS commits zero pages lazily, so unused blocks cost little. */
+    e->k_pool = calloc(cells, sizeof(float));
+    e->v_pool = calloc(cells, sizeof(float));
+    size_t tab = (size_t)p->n_seq_max * (size_t)e->max_bps;
+    e->table = malloc(tab * sizeof *e->table);
+    e->seq_hash = calloc(tab, sizeof *e->seq_hash);
+    e->n_hashed = calloc((size_t)p->n_seq_max, sizeof *e->n_hashed);
+    e->ref = calloc((size_t)nb, sizeof *e->ref);
+    e->bhash = calloc((size_t)nb, sizeof *e->bhash);
+    e->bparent = calloc((size_t)nb, sizeof *e->bparent);
+    e->btok = calloc((size_t)nb * (size_t)e->bs, sizeof *e->btok);
+    e->free_stack = malloc((size_t)nb * sizeof *e->free_stack);
+    e->lru_prev = malloc((size_t)nb * sizeof *e->lru_prev);
+    e->lru_next = malloc((size_t)nb * sizeof *e->lru_next);
+    e->ht_next = malloc((size_t)nb * sizeof *e->ht_next);
+    uint32_t hsz = 1;
+    while (hsz < (uint32_t)nb) /* about one chain per block; nb <= 2^24 */
+        hsz <<= 1;
+    e->ht_mask = hsz - 1;
+    e->ht_head = malloc((size_t)hsz * sizeof *e->ht_head);
+    if (!e->k_pool || !e->v_pool || !e->table || !e->seq_hash || !e->n_hashed || !e->ref || !e->bhash ||
+        !e->bparent || !e->btok || !e->free_stack || !e->lru_prev || !e->lru_next || !e->ht_next || !e->ht_head) {
+        seterr(err, errlen, "engine: out of memory for a KV pool of %d blocks (%zu MiB)", e->n_blocks,
+               (size_t)nb * (bpb >> 10) >> 10);
+        return -1;
+    }
+    for (size_t i = 0; i < tab; i++)
+        e->table[i] = KV_NONE;
+    for (int i = 0; i < e->n_blocks; i++) {
+        /* pop order 0, 1, 2...: low blocks first */
+        e->free_stack[i] = e->n_blocks - 1 - i;
+        e->lru_prev[i] = e->lru_next[i] = e->ht_next[i] = KV_NONE;
+    }
+    e->n_free = e->n_blocks;
+    for (uint32_t i = 0; i < hsz; i++)
+        e->ht_head[i] = KV_NONE;
+    e->lru_head = e->lru_tail = KV_NONE;
+    e->prefix_cache = !p->no_prefix_cache;
+    return 0;
+}
+
 engine_params engine_default_params(void)
 {
-    engine_params p = {.n_seq_max = 1, .n_ctx = 0, .n_batch = ENGINE_DEFAULT_BATCH, .n_threads = 0};
+    engine_params p = {.n_seq_max = 1, .n_ctx = 0, .n_batch = ENGINE_DEFAULT_BATCH, .n_threads = 0,
+                       .kv_block_size = 0, .n_kv_blocks = 0, .kv_cache_bytes = 0, .no_prefix_cache = 0};
     return p;
+}
+
+size_t engine_kv_block_bytes(const model *m, int bs)
+{
+    const model_hparams *hp = model_get_hparams(m);
+    size_t kd = (size_t)hp->n_head_kv * hp->head_dim, n;
+    if (bs <= 0)
+        bs = ENGINE_DEFAULT_KV_BLOCK;
+    if (mul_sz(kd, (size_t)hp->n_layer, &n) || mul_sz(n, (size_t)bs, &n) || mul_sz(n, 2 * sizeof(float), &n))
+        return 0;
+    return n;
 }
 
 engine *engine_new(const model *m, const engine_params *params, char *err, size_t errlen)
@@ -114,23 +398,16 @@ engine *engine_new(const model *m, const engine_params *params, char *err, size_
     e->QD = (size_t)hp->n_head * hp->head_dim;
     e->KD = (size_t)hp->n_head_kv * hp->head_dim;
 
-    /* KV cache: n_seq * n_layer * n_ctx * KD floats, twice. calloc: the OS
-     * commits zero pages lazily, so only used positions cost memory. */
-    size_t cells, bytes;
     int fail = 0;
-    if (mul_sz((size_t)p.n_seq_max, hp->n_layer, &cells) || mul_sz(cells, (size_t)p.n_ctx, &cells) ||
-        mul_sz(cells, e->KD, &cells) || mul_sz(cells, sizeof(float), &bytes)) {
-        seterr(err, errlen, "engine: KV cache size overflows (n_seq_max %d, n_ctx %d)", p.n_seq_max, p.n_ctx);
-        free(e);
+    if (kv_init(e, &p, err, errlen) != 0) {
+        engine_free(e);
         return NULL;
     }
-    e->k_cache = calloc(cells, sizeof(float));
-    e->v_cache = calloc(cells, sizeof(float));
     e->seq_len = calloc((size_t)p.n_seq_max, sizeof *e->seq_len);
     e->next_len = calloc((size_t)p.n_seq_max, sizeof *e->next_len);
     e->rows_out = calloc((size_t)p.n_batch, sizeof *e->rows_out);
-    if (!e->k_cache || !e->v_cache || !e->seq_len || !e->next_len || !e->rows_out) {
-        seterr(err, errlen, "engine: out of memory for a KV cache of %zu MiB", 2 * bytes >> 20);
+    if (!e->seq_len || !e->next_len || !e->rows_out) {
+        seterr(err, errlen, "engine: out of memory");
         engine_free(e);
         return NULL;
     }
@@ -174,8 +451,20 @@ void engine_free(engine *e)
     if (!e)
         return;
     ops_pool_free(e->pool);
-    free(e->k_cache);
-    free(e->v_cache);
+    free(e->k_pool);
+    free(e->v_pool);
+    free(e->table);
+    free(e->seq_hash);
+    free(e->n_hashed);
+    free(e->ref);
+    free(e->bhash);
+    free(e->bparent);
+    free(e->btok);
+    free(e->free_stack);
+    free(e->lru_prev);
+    free(e->lru_next);
+    free(e->ht_head);
+    free(e->ht_next);
     free(e->seq_len);
     free(e->next_len);
     free(e->rows_out);
@@ -195,14 +484,14 @@ void engine_free(engine *e)
 void engine_seq_reset(engine *e, int seq)
 {
     if (seq >= 0 && seq < e->n_seq_max)
-        e->seq_len[seq] = 0;
+        seq_shrink(e, seq, 0);
 }
 
 int engine_seq_truncate(engine *e, int seq, int n_keep)
 {
     if (seq < 0 || seq >= e->n_seq_max || n_keep < 0 || n_keep > e->seq_len[seq])
         return -1;
-    e->seq_len[seq] = n_keep;
+    seq_shrink(e, seq, n_keep);
     return 0;
 }
 
@@ -211,16 +500,114 @@ int engine_seq_len(const engine *e, int seq)
     return seq >= 0 && seq < e->n_seq_max ? e->seq_len[seq] : -1;
 }
 
+int engine_seq_fork(engine *e, int src, int dst)
+{
+    if (src < 0 || src >= e->n_seq_max || dst < 0 || dst >= e->n_seq_max || src == dst)
+        return -1;
+    seq_shrink(e, dst, 0);
+    int nb = n_blocks_for(e, e->seq_len[src]);
+    memcpy(seq_table(e, dst), seq_table(e, src), (size_t)nb * sizeof *e->table);
+    for (int i = 0; i < nb; i++)
+        e->ref[seq_table(e, dst)[i]]++;
+    memcpy(e->seq_hash + (size_t)dst * (size_t)e->max_bps, e->seq_hash + (size_t)src * (size_t)e->max_bps,
+           (size_t)e->n_hashed[src] * sizeof *e->seq_hash);
+    e->n_hashed[dst] = e->n_hashed[src];
+    e->seq_len[dst] = e->seq_len[src];
+    return 0;
+}
+
+int engine_seq_prefix_attach(engine *e, int seq, const int32_t *tokens, int n)
+{
+    if (seq < 0 || seq >= e->n_seq_max || n < 0 || (n > 0 && !tokens) || e->seq_len[seq] != 0)
+        return -1;
+    if (n > e->n_ctx)
+        n = e->n_ctx;
+    e->prefix_queries += (uint64_t)n;
+    if (!e->prefix_cache)
+        return 0;
+    int32_t *t = seq_table(e, seq);
+    uint64_t *sh = e->seq_hash + (size_t)seq * (size_t)e->max_bps;
+    uint64_t parent = 0;
+    int i = 0;
+    for (; (i + 1) * e->bs <= n; i++) {
+        const int32_t *tok = tokens + (size_t)i * (size_t)e->bs;
+        uint64_t h = chain_hash(parent, tok, e->bs);
+        int32_t b = ht_find(e, h, parent, tok);
+        if (b == KV_NONE)
+            break;
+        if (e->ref[b] == 0)
+            lru_remove(e, b);
+        e->ref[b]++;
+        t[i] = b;
+        sh[i] = h;
+        parent = h;
+    }
+    e->n_hashed[seq] = i;
+    e->seq_len[seq] = i * e->bs;
+    e->prefix_hits += (uint64_t)e->seq_len[seq];
+    return e->seq_len[seq];
+}
+
+int engine_seq_blocks_needed(const engine *e, int seq, int n_new)
+{
+    if (seq < 0 || seq >= e->n_seq_max || n_new < 0)
+        return -1;
+    if (n_new == 0)
+        return 0;
+    int len = e->seq_len[seq];
+    int need = n_blocks_for(e, len + n_new) - n_blocks_for(e, len);
+    if (len % e->bs != 0 && e->ref[seq_table(e, seq)[len / e->bs]] > 1)
+        need++; /* copy-on-write of the shared partial block */
+    return need;
+}
+
+int engine_seq_max_append(const engine *e, int seq, int blocks)
+{
+    if (seq < 0 || seq >= e->n_seq_max || blocks < 0)
+        return -1;
+    int len = e->seq_len[seq];
+    long room = 0;
+    if (len % e->bs != 0) {
+        if (e->ref[seq_table(e, seq)[len / e->bs]] > 1) {
+            if (blocks == 0)
+                return 0;
+            blocks--;
+        }
+        room = e->bs - len % e->bs;
+    }
+    room += (long)blocks * e->bs;
+    if (room > e->n_ctx - len)
+        room = e->n_ctx - len;
+    return (int)room;
+}
+
+int engine_kv_blocks_free(const engine *e)
+{
+    return e->n_free + e->n_lru;
+}
+
+void engine_kv_get_stats(const engine *e, engine_kv_stats *out)
+{
+    out->block_size = e->bs;
+    out->blocks_total = e->n_blocks;
+    out->blocks_free = e->n_free + e->n_lru;
+    out->blocks_cached = e->n_lru;
+    out->bytes_per_block = engine_kv_block_bytes(e->m, e->bs);
+    out->prefix_queries = e->prefix_queries;
+    out->prefix_hits = e->prefix_hits;
+}
+
 int engine_n_ctx(const engine *e) { return e->n_ctx; }
 int engine_n_seq_max(const engine *e) { return e->n_seq_max; }
 int engine_n_threads(const engine *e) { return e->n_threads; }
 int32_t engine_n_vocab(const engine *e) { return (int32_t)e->hp->n_vocab; }
 const model *engine_model(const engine *e) { return e->m; }
 
-/* Offset of cache cell (seq, layer, pos) in floats. */
+/* Offset in floats of cell (seq, layer, pos) in k_pool / v_pool. */
 static size_t kv_off(const engine *e, int seq, uint32_t layer, int pos)
 {
-    return (((size_t)seq * e->hp->n_layer + layer) * (size_t)e->n_ctx + (size_t)pos) * e->KD;
+    int32_t blk = e->table[(size_t)seq * (size_t)e->max_bps + (size_t)(pos / e->bs)];
+    return (size_t)blk * e->blk_floats + ((size_t)layer * (size_t)e->bs + (size_t)(pos % e->bs)) * e->KD;
 }
 
 /* ---- attention ---- */
@@ -249,18 +636,26 @@ static void attn_worker(void *arg, int ith, int nth)
         uint32_t h = (uint32_t)(it % hp->n_head), kvh = h / group;
         int p = t->pos[r];
         const float *q = e->q + r * e->QD + h * hd;
-        const float *kb = e->k_cache + kv_off(e, t->seq[r], t->layer, 0) + kvh * hd;
-        const float *vb = e->v_cache + kv_off(e, t->seq[r], t->layer, 0) + kvh * hd;
-        for (int j = 0; j <= p; j++)
-            scores[j] = ops_dot_f32(q, kb + (size_t)j * e->KD, hd) * scale;
+        /* Positions j0..j0+bs-1 live in one block; the order of the
+         * arithmetic is that of one contiguous run over 0..p. */
+        for (int j0 = 0; j0 <= p; j0 += e->bs) {
+            const float *kb = e->k_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
+            int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
+            for (int j = 0; j < jn; j++)
+                scores[j0 + j] = ops_dot_f32(q, kb + (size_t)j * e->KD, hd) * scale;
+        }
         ops_softmax(scores, (size_t)p + 1);
         float *out = e->att + r * e->QD + h * hd;
         memset(out, 0, hd * sizeof *out);
-        for (int j = 0; j <= p; j++) {
-            const float *vj = vb + (size_t)j * e->KD;
-            const float w = scores[j];
-            for (size_t d = 0; d < hd; d++)
-                out[d] += w * vj[d];
+        for (int j0 = 0; j0 <= p; j0 += e->bs) {
+            const float *vb = e->v_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
+            int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
+            for (int j = 0; j < jn; j++) {
+                const float *vj = vb + (size_t)j * e->KD;
+                const float w = scores[j0 + j];
+                for (size_t d = 0; d < hd; d++)
+                    out[d] += w * vj[d];
+            }
         }
     }
 }
@@ -302,8 +697,8 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
             ops_rope(e->k + (size_t)r * e->KD, (int)hp->n_head_kv, (int)hp->head_dim, (int)hp->n_rot, cs,
                      hp->rope_neox);
             size_t off = kv_off(e, seq[r], l, pos[r]);
-            memcpy(e->k_cache + off, e->k + (size_t)r * e->KD, e->KD * sizeof(float));
-            memcpy(e->v_cache + off, e->v + (size_t)r * e->KD, e->KD * sizeof(float));
+            memcpy(e->k_pool + off, e->k + (size_t)r * e->KD, e->KD * sizeof(float));
+            memcpy(e->v_pool + off, e->v + (size_t)r * e->KD, e->KD * sizeof(float));
         }
         attn_task at = {e, l, n, pos, seq};
         ops_pool_run(e->pool, attn_worker, &at);
@@ -369,6 +764,23 @@ int engine_decode(engine *e, const engine_batch *b, float *logits_out, char *err
             return -1;
         }
     }
+    /* Blocks for the new positions: all or nothing, before any change. */
+    long need = 0;
+    for (int s = 0; s < e->n_seq_max; s++)
+        if (e->next_len[s] > e->seq_len[s])
+            need += engine_seq_blocks_needed(e, s, e->next_len[s] - e->seq_len[s]);
+    if (need > (long)(e->n_free + e->n_lru)) {
+        seterr(err, errlen, "engine: the KV cache is full (%ld blocks needed, %d free)", need, e->n_free + e->n_lru);
+        return ENGINE_ERR_KV_FULL;
+    }
+    for (int s = 0; s < e->n_seq_max; s++)
+        if (e->next_len[s] > e->seq_len[s])
+            seq_prepare_write(e, s, e->next_len[s]);
+    for (int i = 0; i < n; i++) {
+        int32_t s = b->seq[i], p = b->pos[i];
+        int32_t blk = e->table[(size_t)s * (size_t)e->max_bps + (size_t)(p / e->bs)];
+        e->btok[(size_t)blk * (size_t)e->bs + (size_t)(p % e->bs)] = b->token[i];
+    }
 
     float *out = logits_out;
     for (int c0 = 0; c0 < n; c0 += e->n_batch) {
@@ -384,6 +796,10 @@ int engine_decode(engine *e, const engine_batch *b, float *logits_out, char *err
         if (n_out > 0)
             out += (size_t)n_out * (size_t)n_vocab;
     }
-    memcpy(e->seq_len, e->next_len, (size_t)e->n_seq_max * sizeof *e->seq_len);
+    for (int s = 0; s < e->n_seq_max; s++)
+        if (e->next_len[s] > e->seq_len[s]) {
+            e->seq_len[s] = e->next_len[s];
+            seq_index_blocks(e, s);
+        }
     return 0;
 }
