@@ -1,6 +1,10 @@
-/* Scheduler tests: results do not depend on batching, cancellation frees the
- * slot, a full queue is refused, limits and stop conditions hold. A tiny
- * random-weight llama model is written with the project's GGUF writer. */
+/* Scheduler tests: results do not depend on batching (also with a tiny KV
+ * block size and a pool small enough to force preemptions), cancellation
+ * frees the slot and its KV blocks, a full queue is refused, limits and stop
+ * conditions hold, prefix blocks are shared, beam search equals a brute-force
+ * beam search over the engine. A tiny random-weight llama model is written
+ * with the project's GGUF writer. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,6 +109,11 @@ typedef struct {
     int stop_after;          /* on_token returns 1 when n reaches it (0 = never) */
     int n_prompt_events;
     pthread_mutex_t *gate;   /* if set, on_token blocks on it (to hold a request running) */
+    int gate_after;          /* ... once this many tokens were seen */
+    int n_beams;             /* beam search results */
+    int32_t beam_toks[8][MAXTOK];
+    int beam_n[8];
+    double beam_cum[8], beam_score[8];
 } result;
 
 static void result_init(result *r)
@@ -117,7 +126,7 @@ static void result_init(result *r)
 static int on_token(void *ud, const sched_token *t)
 {
     result *r = ud;
-    if (r->gate) {
+    if (r->gate && r->n >= r->gate_after) {
         pthread_mutex_lock(r->gate);
         pthread_mutex_unlock(r->gate);
     }
@@ -141,6 +150,20 @@ static void on_done(void *ud, const sched_done *d)
     r->d.err = NULL;
     r->done++;
     pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void on_beams(void *ud, const sched_beam *b, int n)
+{
+    result *r = ud;
+    pthread_mutex_lock(&r->mu);
+    r->n_beams = n < 8 ? n : 8;
+    for (int i = 0; i < r->n_beams; i++) {
+        r->beam_n[i] = b[i].n_tokens < MAXTOK ? b[i].n_tokens : MAXTOK;
+        memcpy(r->beam_toks[i], b[i].tokens, (size_t)r->beam_n[i] * sizeof(int32_t));
+        r->beam_cum[i] = b[i].cum_logprob;
+        r->beam_score[i] = b[i].score;
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -173,7 +196,7 @@ typedef struct {
     sched *s;
 } rig;
 
-static void rig_up(rig *g, int slots, int max_queue, int step_tokens)
+static void rig_up_kv(rig *g, int slots, int max_queue, int step_tokens, int block, int n_blocks)
 {
     char err[256];
     model_params mp = model_default_params();
@@ -184,6 +207,8 @@ static void rig_up(rig *g, int slots, int max_queue, int step_tokens)
     ep.n_seq_max = slots;
     ep.n_ctx = 96;
     ep.n_threads = 2;
+    ep.kv_block_size = block;
+    ep.n_kv_blocks = n_blocks;
     g->e = engine_new(g->m, &ep, err, sizeof err);
     if (!g->e)
         fail_msg("engine_new: %s", err);
@@ -193,6 +218,11 @@ static void rig_up(rig *g, int slots, int max_queue, int step_tokens)
     sp.n_eog = 0; /* random weights: no natural end; tests set stop ids explicitly */
     g->s = sched_new(g->e, &sp, err, sizeof err);
     assert_non_null(g->s);
+}
+
+static void rig_up(rig *g, int slots, int max_queue, int step_tokens)
+{
+    rig_up_kv(g, slots, max_queue, step_tokens, 0, 0);
 }
 
 static void rig_down(rig *g)
@@ -426,12 +456,295 @@ static void test_stops_and_limits(void **state)
     rig_down(&g);
 }
 
+/* Eight requests (greedy and seeded sampling) on blocks of 2 positions and a
+ * pool of little more than one context: requests wait for blocks and running
+ * ones are preempted and recomputed, yet every request gives exactly the
+ * tokens it gives alone. */
+static void test_paged_preemption_invariance(void **state)
+{
+    (void)state;
+    enum { N = 8, GEN = 20 };
+    int32_t prompts[N][40];
+    int lens[N];
+    for (int i = 0; i < N; i++) {
+        lens[i] = 4 + i * 4;
+        make_prompt(prompts[i], lens[i], i + 3);
+    }
+    static result alone[N], together[N];
+    char err[256];
+    uint64_t id;
+    rig g;
+    for (int pass = 0; pass < 2; pass++) {
+        result *res = pass ? together : alone;
+        if (pass)
+            rig_up_kv(&g, N, 16, 24, 2, 96 / 2 + 6);
+        else
+            rig_up(&g, 1, 16, 64);
+        for (int i = 0; i < N; i++) {
+            result_init(&res[i]);
+            sched_request q = make_req(prompts[i], lens[i], GEN, &res[i]);
+            if (i % 2) {
+                q.sampling.temperature = 0.8f;
+                q.sampling.has_seed = 1;
+                q.sampling.seed = 100u + (uint64_t)i;
+                q.max_tokens = GEN + 2 * i;
+            }
+            assert_int_equal(sched_submit(g.s, &q, &id, NULL, err, sizeof err), 0);
+            if (!pass)
+                wait_done(&res[i]);
+        }
+        for (int i = 0; i < N; i++)
+            wait_done(&res[i]);
+        sched_stats st;
+        sched_get_stats(g.s, &st);
+        if (pass) {
+            assert_true(st.preemptions > 0);
+            assert_int_equal(st.running, 0);
+            assert_int_equal(st.waiting, 0);
+        }
+        rig_down(&g);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(together[i].d.why, SCHED_FINISH_LENGTH);
+        assert_int_equal(together[i].n, alone[i].n);
+        assert_memory_equal(together[i].toks, alone[i].toks, (size_t)alone[i].n * sizeof(int32_t));
+    }
+}
+
+/* Cancelling a running request gives every KV block back to the pool. */
+static void test_cancel_frees_blocks(void **state)
+{
+    (void)state;
+    rig g;
+    rig_up_kv(&g, 2, 4, 64, 4, 0);
+    char err[256];
+    int32_t p[30];
+    make_prompt(p, 30, 9);
+    pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+    static result a;
+    result_init(&a);
+    a.gate = &gate;
+    a.gate_after = 1; /* stats are published after the first step */
+    pthread_mutex_lock(&gate);
+    uint64_t ida;
+    sched_request qa = make_req(p, 30, 50, &a);
+    assert_int_equal(sched_submit(g.s, &qa, &ida, NULL, err, sizeof err), 0);
+    sched_stats st;
+    for (int i = 0; i < 200; i++) { /* the prompt is in: 8 blocks held while a waits in on_token */
+        usleep(5000);
+        sched_get_stats(g.s, &st);
+        if (st.kv_blocks_free < st.kv_blocks_total)
+            break;
+    }
+    assert_int_equal(st.kv_blocks_total, 2 * 96 / 4);
+    assert_int_equal(st.kv_blocks_free, st.kv_blocks_total - 8);
+    assert_true(st.kv_usage > 0.0);
+    sched_cancel(g.s, ida);
+    pthread_mutex_unlock(&gate);
+    wait_done(&a);
+    assert_int_equal(a.d.why, SCHED_FINISH_CANCELLED);
+    for (int i = 0; i < 200; i++) {
+        sched_get_stats(g.s, &st);
+        if (st.kv_blocks_free == st.kv_blocks_total)
+            break;
+        usleep(5000);
+    }
+    assert_int_equal(st.kv_blocks_free, st.kv_blocks_total);
+    assert_true(st.kv_usage == 0.0);
+    rig_down(&g);
+}
+
+/* A second request with the same prompt reuses its full blocks and gives the same tokens. */
+static void test_prefix_sharing(void **state)
+{
+    (void)state;
+    rig g;
+    rig_up_kv(&g, 2, 4, 64, 4, 0);
+    char err[256];
+    uint64_t id;
+    int32_t p[42];
+    make_prompt(p, 42, 5);
+    static result a, b;
+    result_init(&a);
+    result_init(&b);
+    sched_request q = make_req(p, 42, 6, &a);
+    assert_int_equal(sched_submit(g.s, &q, &id, NULL, err, sizeof err), 0);
+    wait_done(&a);
+    q = make_req(p, 42, 6, &b);
+    assert_int_equal(sched_submit(g.s, &q, &id, NULL, err, sizeof err), 0);
+    wait_done(&b);
+    assert_int_equal(b.n, 6);
+    assert_memory_equal(a.toks, b.toks, 6 * sizeof(int32_t));
+    sched_stats st;
+    sched_get_stats(g.s, &st);
+    assert_true(st.prefix_queries >= 2 * 41);
+    assert_true(st.prefix_hits >= 40); /* the second request found 10 full blocks */
+    rig_down(&g);
+}
+
+/* ---- beam search against a brute force over the engine ---- */
+
+static void log_softmax(const float *l, double *out)
+{
+    double mx = -INFINITY, sum = 0;
+    for (int v = 0; v < V; v++)
+        if (l[v] > mx)
+            mx = l[v];
+    for (int v = 0; v < V; v++)
+        sum += exp((double)l[v] - mx);
+    for (int v = 0; v < V; v++)
+        out[v] = (double)l[v] - mx - log(sum);
+}
+
+typedef struct { int32_t t[8]; int n; double cum; } rbeam;
+
+static int cmp_rbeam(const void *a, const void *b)
+{
+    const rbeam *x = a, *y = b;
+    return (x->cum < y->cum) - (x->cum > y->cum);
+}
+
+/* Beam search with no end token: every step each beam's top 2W tokens, the
+ * best W continuations go on; after T tokens the W best are the answer. */
+static void ref_beam(const int32_t *prompt, int n_prompt, int W, int T, rbeam *out)
+{
+    char err[256];
+    model_params mp = model_default_params();
+    model *m = model_load(g_path, &mp, err, sizeof err);
+    assert_non_null(m);
+    engine_params ep = engine_default_params();
+    ep.n_ctx = 96;
+    ep.n_threads = 1;
+    engine *e = engine_new(m, &ep, err, sizeof err);
+    assert_non_null(e);
+    rbeam beams[8] = {{{0}, 0, 0}}, cands[64];
+    int nb = 1;
+    for (int step = 0; step < T; step++) {
+        int nc = 0;
+        for (int b = 0; b < nb; b++) {
+            int32_t toks[64], pos[64], seq[64] = {0};
+            int n = 0;
+            for (int i = 0; i < n_prompt; i++)
+                toks[n++] = prompt[i];
+            for (int i = 0; i < beams[b].n; i++)
+                toks[n++] = beams[b].t[i];
+            for (int i = 0; i < n; i++)
+                pos[i] = i;
+            engine_seq_reset(e, 0);
+            float logits[V];
+            engine_batch bt = {n, toks, pos, seq, NULL};
+            assert_int_equal(engine_decode(e, &bt, logits, err, sizeof err), 0);
+            double lp[V];
+            log_softmax(logits, lp);
+            for (int k = 0; k < 2 * W; k++) {
+                int best = -1;
+                for (int v = 0; v < V; v++)
+                    if (lp[v] > -INFINITY && (best < 0 || lp[v] > lp[best]))
+                        best = v;
+                cands[nc] = beams[b];
+                cands[nc].t[cands[nc].n++] = best;
+                cands[nc].cum = beams[b].cum + lp[best];
+                lp[best] = -INFINITY;
+                nc++;
+            }
+        }
+        qsort(cands, (size_t)nc, sizeof *cands, cmp_rbeam);
+        nb = W;
+        memcpy(beams, cands, (size_t)W * sizeof *beams);
+    }
+    memcpy(out, beams, (size_t)W * sizeof *beams);
+    engine_free(e);
+    model_free(m);
+}
+
+static void test_beam_search(void **state)
+{
+    (void)state;
+    enum { W = 3, T = 5 };
+    rig g;
+    rig_up_kv(&g, 6, 8, 64, 2, 0); /* blocks of 2: beams share and copy partial blocks */
+    char err[256];
+    uint64_t id;
+    int32_t p[9];
+    make_prompt(p, 9, 11);
+    rbeam ref[W];
+    ref_beam(p, 9, W, T, ref);
+
+    /* beside a sampling request, to mix batches */
+    static result bm, other;
+    result_init(&bm);
+    result_init(&other);
+    int32_t p2[12];
+    make_prompt(p2, 12, 2);
+    sched_request qo = make_req(p2, 12, 30, &other);
+    qo.sampling.temperature = 1.0f;
+    assert_int_equal(sched_submit(g.s, &qo, &id, NULL, err, sizeof err), 0);
+    sched_request q = make_req(p, 9, T, &bm);
+    q.beam_width = W;
+    q.length_penalty = 1.0;
+    q.on_beams = on_beams;
+    assert_int_equal(sched_submit(g.s, &q, &id, NULL, err, sizeof err), 0);
+    wait_done(&bm);
+    wait_done(&other);
+    assert_int_equal(bm.d.why, SCHED_FINISH_LENGTH);
+    assert_int_equal(bm.n, 0); /* no on_token for beams */
+    assert_int_equal(bm.n_beams, W);
+    for (int i = 0; i < W; i++) {
+        assert_int_equal(bm.beam_n[i], T);
+        assert_memory_equal(bm.beam_toks[i], ref[i].t, T * sizeof(int32_t));
+        assert_true(fabs(bm.beam_cum[i] - ref[i].cum) < 1e-9);
+        assert_true(fabs(bm.beam_score[i] - ref[i].cum / (9.0 + T)) < 1e-9);
+        if (i)
+            assert_true(bm.beam_score[i] <= bm.beam_score[i - 1]);
+    }
+    /* every sequence and block is back */
+    sched_stats st;
+    for (int i = 0; i < 200; i++) {
+        sched_get_stats(g.s, &st);
+        if (st.kv_blocks_free == st.kv_blocks_total && st.running == 0)
+            break;
+        usleep(5000);
+    }
+    assert_int_equal(st.kv_blocks_free, st.kv_blocks_total);
+
+    /* a stop token ends beams: the finished ones carry it as stop_token, not in tokens */
+    static result bs;
+    result_init(&bs);
+    q = make_req(p, 9, T, &bs);
+    q.beam_width = W;
+    q.length_penalty = 1.0;
+    q.on_beams = on_beams;
+    int32_t stop = ref[0].t[1];
+    q.stop_ids = &stop;
+    q.n_stop_ids = 1;
+    assert_int_equal(sched_submit(g.s, &q, &id, NULL, err, sizeof err), 0);
+    wait_done(&bs);
+    assert_true(bs.n_beams >= 1 && bs.n_beams <= W);
+    for (int i = 0; i < bs.n_beams; i++) {
+        for (int k = 0; k < bs.beam_n[i]; k++)
+            assert_int_not_equal(bs.beam_toks[i][k], stop);
+        if (i)
+            assert_true(bs.beam_score[i] <= bs.beam_score[i - 1]);
+    }
+
+    /* bad widths are refused */
+    q = make_req(p, 9, T, &bs);
+    q.beam_width = 7; /* more than the 6 sequences */
+    assert_int_equal(sched_submit(g.s, &q, &id, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "beam width"));
+    rig_down(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batching_invariance),
         cmocka_unit_test(test_cancel_and_queue_full),
         cmocka_unit_test(test_stops_and_limits),
+        cmocka_unit_test(test_paged_preemption_invariance),
+        cmocka_unit_test(test_cancel_frees_blocks),
+        cmocka_unit_test(test_prefix_sharing),
+        cmocka_unit_test(test_beam_search),
     };
     return cmocka_run_group_tests(tests, write_model, remove_model);
 }
