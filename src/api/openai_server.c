@@ -50,6 +50,9 @@ struct openai_server {
     chat_tmpl tmpl;
     int64_t created;
     metrics_vllm met;
+    /* KV cache and batching metrics (batching engineer) */
+    metrics_family *cache_usage, *prefix_queries, *prefix_hits, *iteration_tokens;
+    uint64_t seen_preempt, seen_pq, seen_ph; /* counters already exported */
     size_t (*extra_metrics)(const void *ud, char *buf, size_t len);
     const void *extra_metrics_ud;
 };
@@ -118,6 +121,7 @@ struct job {
     int logprobs;        /* -1 none */
     int skip_special;
     int n, best_of;
+    int beam;            /* use_beam_search: seq p*best_of submits, on_beams fills the group */
     long max_tokens_param;
     int n_prompts;
     seq *seqs;
@@ -307,6 +311,57 @@ static int on_token(void *ud, const sched_token *t)
     return stop;
 }
 
+/* Beam search results (scheduler thread): fills the seqs of the prompt's
+ * group in score order; stop strings cut each beam's text afterwards. */
+static void on_beams(void *ud, const sched_beam *b, int n)
+{
+    seq *s0 = ud;
+    job *j = s0->job;
+    openai_server *srv = j->srv;
+    pthread_mutex_lock(&j->mu);
+    for (int k = 0; k < n && k < j->best_of; k++) {
+        seq *s = s0 + k;
+        for (int i = 0; i < b[k].n_tokens; i++) {
+            size_t len = 0;
+            const char *txt = tokenizer_stream_push(s->ds, b[k].tokens[i], &len);
+            if (txt && len && feed_text(s, txt, len) >= 0)
+                break;
+        }
+        if (b[k].why == SCHED_FINISH_STOP_TOKEN && b[k].stop_token >= 0 && oai_stop_matched(s->stop) < 0 &&
+            !(tokenizer_token_attr(srv->tok, b[k].stop_token) & TOKEN_ATTR_CONTROL)) {
+            size_t len = 0;
+            const char *txt = tokenizer_stream_push(s->ds, b[k].stop_token, &len);
+            if (txt && len)
+                feed_text(s, txt, len);
+        }
+        if (oai_stop_matched(s->stop) < 0) {
+            size_t len = 0;
+            const char *txt = tokenizer_stream_flush(s->ds, &len);
+            if (txt && len)
+                feed_text(s, txt, len);
+            if (oai_stop_matched(s->stop) < 0) {
+                const char *o;
+                size_t ol;
+                oai_stop_flush(s->stop, &o, &ol);
+                buf_put(&s->text, o, ol);
+            }
+        }
+        s->finish = b[k].why == SCHED_FINISH_LENGTH ? OAI_FINISH_LENGTH : OAI_FINISH_STOP;
+        if (b[k].why == SCHED_FINISH_STOP_TOKEN) {
+            s->stop_reason.kind = OAI_STOP_REASON_TOKEN;
+            s->stop_reason.token = b[k].stop_token;
+        }
+        if (oai_stop_matched(s->stop) >= 0) {
+            s->finish = OAI_FINISH_STOP;
+            s->stop_reason.kind = OAI_STOP_REASON_STR;
+            s->stop_reason.str = oai_stop_matched_str(s->stop);
+        }
+        s->cum_logprob = b[k].cum_logprob;
+        s->n_out = k < j->n ? b[k].n_output : 0; /* usage counts the returned choices */
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void on_done(void *ud, const sched_done *d)
 {
     seq *s = ud;
@@ -314,6 +369,30 @@ static void on_done(void *ud, const sched_done *d)
     openai_server *srv = j->srv;
     pthread_mutex_lock(&j->mu);
     s->n_prompt = d->n_prompt;
+    if (j->beam) {
+        /* the group's seqs were filled by on_beams; all of them end here */
+        for (int k = 1; k < j->best_of; k++)
+            s[k].done = 1;
+        j->n_done += j->best_of - 1;
+        if (d->why == SCHED_FINISH_ERROR && !j->err[0])
+            snprintf(j->err, sizeof j->err, "%s", d->err ? d->err : "generation failed");
+        if (d->why == SCHED_FINISH_CANCELLED || d->why == SCHED_FINISH_ERROR)
+            for (int k = 0; k < j->best_of; k++)
+                s[k].finish = OAI_FINISH_ABORT;
+        s->done = 1;
+        j->n_done++;
+        double e2e = (double)(clock_mono_ns() - j->t_start_ns) / 1e9;
+        pthread_mutex_unlock(&j->mu);
+        if (d->why != SCHED_FINISH_CANCELLED && d->why != SCHED_FINISH_ERROR) {
+            metrics_vllm_add(&srv->met, srv->met.prompt_tokens_total, d->n_prompt);
+            metrics_vllm_add(&srv->met, srv->met.generation_tokens_total, d->n_output);
+            metrics_vllm_request_done(&srv->met, oai_finish_name(s->finish), d->n_prompt, d->n_output, e2e, -1,
+                                      j->n, j->max_tokens_param);
+        }
+        maybe_post(j);
+        job_unref(j);
+        return;
+    }
     s->n_out = d->n_output;
     if (d->why == SCHED_FINISH_STOP_TOKEN && d->stop_token >= 0 &&
         !(tokenizer_token_attr(srv->tok, d->stop_token) & TOKEN_ATTR_CONTROL)) {
@@ -443,7 +522,7 @@ static json_t *whole_response(job *j)
     if (order && ch) {
         for (int i = 0; i < j->n_seqs; i++)
             order[i] = &j->seqs[i];
-        if (j->best_of > j->n) /* best_of: keep the n with the highest cumulative logprob */
+        if (j->best_of > j->n && !j->beam) /* best_of: keep the n with the highest cumulative logprob (beams come ranked) */
             qsort(order, (size_t)j->n_seqs, sizeof *order, cmp_rank);
         size_t nc = 0;
         for (int p = 0; p < j->n_prompts; p++) {
@@ -777,8 +856,8 @@ static void handle_generate(http_exchange *ex, const http_request *req, openai_s
     sampler_params *sp = NULL;
     if (check_model(srv, r.model, &e) != 0)
         goto fail;
-    if (r.use_beam_search) {
-        oai_error_set(&e, 400, "use_beam_search", "beam search is not supported by this server");
+    if (r.use_beam_search && r.logprobs >= 0) {
+        oai_error_set(&e, 400, "logprobs", "logprobs are not supported with beam search by this server");
         goto fail;
     }
     if (r.n_stop_token_ids > SCHED_MAX_STOP_IDS) {
@@ -824,8 +903,9 @@ static void handle_generate(http_exchange *ex, const http_request *req, openai_s
     j->kind = kind;
     j->created = clock_unix_s();
     oai_make_id(kind, j->id);
-    j->stream = r.stream && r.best_of == r.n;
-    j->stream_whole = r.stream && r.best_of != r.n;
+    j->beam = r.use_beam_search;
+    j->stream = r.stream && r.best_of == r.n && !j->beam;
+    j->stream_whole = r.stream && !j->stream; /* vLLM: one event when streaming is impossible */
     j->include_usage = r.include_usage;
     j->continuous_usage = r.include_usage && r.continuous_usage_stats;
     j->logprobs = r.logprobs;
@@ -868,6 +948,8 @@ static void handle_generate(http_exchange *ex, const http_request *req, openai_s
     for (int i = 0; i < n_seqs; i++) {
         seq *s = &j->seqs[i];
         const prompt_ids *p = &pr[s->prompt_idx];
+        if (j->beam && i % r.best_of != 0)
+            continue; /* one beam group per prompt */
         sched_request sr;
         memset(&sr, 0, sizeof sr);
         sr.prompt = p->ids;
@@ -885,6 +967,11 @@ static void handle_generate(http_exchange *ex, const http_request *req, openai_s
         sr.on_token = on_token;
         sr.on_done = on_done;
         sr.ud = s;
+        if (j->beam) {
+            sr.beam_width = r.best_of;
+            sr.length_penalty = r.length_penalty;
+            sr.on_beams = on_beams;
+        }
         pthread_mutex_lock(&j->mu);
         j->refs++;
         s->submitted = 1;
@@ -1087,6 +1174,25 @@ static void collect_sched(void *ud)
     sched_get_stats(s->sched, &st);
     metrics_vllm_set(&s->met, s->met.num_requests_running, st.running);
     metrics_vllm_set(&s->met, s->met.num_requests_waiting, st.waiting);
+    metrics_vllm_set(&s->met, s->cache_usage, st.kv_usage);
+    /* counters: export what happened since the last scrape */
+    if (st.preemptions > s->seen_preempt)
+        metrics_vllm_add(&s->met, s->met.num_preemptions_total, (double)(st.preemptions - s->seen_preempt));
+    if (st.prefix_queries > s->seen_pq)
+        metrics_vllm_add(&s->met, s->prefix_queries, (double)(st.prefix_queries - s->seen_pq));
+    if (st.prefix_hits > s->seen_ph)
+        metrics_vllm_add(&s->met, s->prefix_hits, (double)(st.prefix_hits - s->seen_ph));
+    s->seen_preempt = st.preemptions;
+    s->seen_pq = st.prefix_queries;
+    s->seen_ph = st.prefix_hits;
+}
+
+/* Scheduler thread, after each engine step: the batch size histogram. */
+static void observe_step(void *ud, int rows)
+{
+    openai_server *s = ud;
+    if (s->iteration_tokens)
+        metrics_vllm_observe(&s->met, s->iteration_tokens, rows);
 }
 
 static void h_metrics(http_exchange *ex, const http_request *req, void *ud)
@@ -1146,6 +1252,12 @@ int openai_serve_option(openai_params *p, const char *name, const char *val)
         return parse_pos(name, val, 1, 1000000, &p->max_queue);
     if (strcmp(name, "--engine-threads") == 0)
         return parse_pos(name, val, 1, ENGINE_MAX_THREADS, &p->threads);
+    if (strcmp(name, "--kv-cache-mib") == 0)
+        return parse_pos(name, val, 1, 1 << 24, &p->kv_cache_mib);
+    if (strcmp(name, "--num-kv-blocks") == 0)
+        return parse_pos(name, val, 1, ENGINE_MAX_KV_BLOCKS, &p->num_kv_blocks);
+    if (strcmp(name, "--kv-block-size") == 0)
+        return parse_pos(name, val, 1, ENGINE_MAX_KV_BLOCK, &p->kv_block_size);
     if (strcmp(name, "--chat-template") == 0) {
         p->chat_template = val;
         return 1;
@@ -1160,8 +1272,12 @@ void openai_serve_usage(FILE *f)
                "  --max-num-seqs N         concurrent sequences / KV slots (default %d)\n"
                "  --max-queue N            waiting requests before 503 + Retry-After (default %d)\n"
                "  --engine-threads N       inference threads (default: online CPUs, at most 8)\n"
+               "  --kv-cache-mib N         KV cache pool size (default: max-num-seqs full contexts);\n"
+               "                           must hold one full context; when full, requests wait\n"
+               "  --num-kv-blocks N        KV cache pool in blocks (overrides --kv-cache-mib)\n"
+               "  --kv-block-size N        positions per KV block (default %d)\n"
                "  --chat-template NAME     chat template family (chatml, llama3, ...) or template text\n",
-            OAI_DEFAULT_MAX_NUM_SEQS, SCHED_DEFAULT_MAX_QUEUE);
+            OAI_DEFAULT_MAX_NUM_SEQS, SCHED_DEFAULT_MAX_QUEUE, ENGINE_DEFAULT_KV_BLOCK);
 }
 
 static void pick_name(openai_server *s, const openai_params *p)
@@ -1204,6 +1320,9 @@ openai_server *openai_server_open(const openai_params *p, char *err, size_t errl
     ep.n_ctx = p->max_model_len;
     if (p->threads > 0)
         ep.n_threads = p->threads;
+    ep.kv_block_size = p->kv_block_size;
+    ep.n_kv_blocks = p->num_kv_blocks;
+    ep.kv_cache_bytes = (size_t)p->kv_cache_mib << 20;
     s->eng = engine_new(s->model, &ep, err, errlen);
     if (!s->eng)
         goto fail;
@@ -1216,6 +1335,20 @@ openai_server *openai_server_open(const openai_params *p, char *err, size_t errl
     for (int32_t id = 0; id < nv && sp.n_eog < SCHED_MAX_EOG; id++)
         if (tokenizer_is_eog(s->tok, id))
             sp.eog[sp.n_eog++] = id;
+    sp.on_step = observe_step;
+    sp.step_ud = s;
+    /* Registered before the scheduler runs: observe_step reads them. */
+    static const char *const mlab[] = {"model_name"};
+    static const double step_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+    s->cache_usage = metrics_gauge(metrics_global(), "ward:gpu_cache_usage_perc",
+                                   "KV-cache usage. 1 means 100 percent usage.", mlab, 1);
+    s->prefix_queries = metrics_counter(metrics_global(), "ward:gpu_prefix_cache_queries",
+                                        "Prefix cache queries, in terms of number of queried tokens.", mlab, 1);
+    s->prefix_hits = metrics_counter(metrics_global(), "ward:gpu_prefix_cache_hits",
+                                     "Prefix cache hits, in terms of number of cached tokens.", mlab, 1);
+    s->iteration_tokens = metrics_histogram(metrics_global(), "ward:iteration_tokens_total",
+                                            "Histogram of number of tokens per engine_step.", mlab, 1, step_buckets,
+                                            sizeof step_buckets / sizeof step_buckets[0]);
     s->sched = sched_new(s->eng, &sp, err, errlen);
     if (!s->sched)
         goto fail;

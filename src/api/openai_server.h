@@ -36,13 +36,17 @@ typedef struct openai_params {
     int max_num_seqs;              /* KV slots; 0: OAI_DEFAULT_MAX_NUM_SEQS */
     int max_queue;                 /* waiting requests; 0: the scheduler's default */
     int threads;                   /* engine threads; 0: the engine's default */
+    int kv_cache_mib;              /* KV pool MiB; 0: max_num_seqs full contexts (engine.h) */
+    int num_kv_blocks;             /* KV pool blocks, overrides kv_cache_mib; 0: unset */
+    int kv_block_size;             /* positions per KV block; 0: the engine's default */
     const char *chat_template;     /* family name or template text overriding the GGUF's; NULL: the GGUF's */
 } openai_params;
 
 void openai_default_params(openai_params *p);
 
 /* `ward serve` flags: --max-model-len N, --max-num-seqs N, --max-queue N,
- * --engine-threads N, --chat-template NAME|TEXT. Returns 1 if applied, 0 if
+ * --engine-threads N, --kv-cache-mib N, --num-kv-blocks N, --kv-block-size N,
+ * --chat-template NAME|TEXT. Returns 1 if applied, 0 if
  * not an api flag, -1 after printing one line about a bad value. val must
  * outlive p (argv does). */
 int openai_serve_option(openai_params *p, const char *name, const char *val);
