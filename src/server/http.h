@@ -111,7 +111,9 @@ int http_exchange_stream_write(http_exchange *ex, const char *data, size_t len);
 int http_exchange_stream_end(http_exchange *ex);
 /* True once the client has gone away (writes are then dropped). */
 int http_exchange_closed(const http_exchange *ex);
-/* fn(arg) runs on the loop thread when the client disconnects before the response ends. */
+/* fn(arg) runs on the loop thread when the client disconnects before the response ends:
+ * at the end of that loop iteration, never inside an http_exchange_* call (so the
+ * handler may hold its own locks while it writes). */
 void http_exchange_on_close(http_exchange *ex, void (*fn)(void *arg), void *arg);
 /* Per-exchange slot for the handler (e.g. the authorized identity). */
 void http_exchange_set_user(http_exchange *ex, void *p);

@@ -126,4 +126,10 @@ with wardlib.start_ward(HTTP_ONLY) as w:
     c.ok(SECRET not in allerr, "secret never appears in the logs")
     c.ok(all(json.loads(l) is not None for l in w.stderr_lines()), "every stderr line is JSON")
 
+# ---- several event loops (SO_REUSEPORT) ----
+with wardlib.start_ward(HTTP_ONLY + ["--threads", "3"]) as w:
+    statuses = [wardlib.request("GET", w.url + "/health")[0] for _ in range(30)]
+    c.eq(statuses, [200] * 30, "30 requests over 3 loops")
+    c.eq(w.stop(), 0, "multi-loop exit 0")
+
 c.done()
