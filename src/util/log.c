@@ -71,7 +71,7 @@ static void emit(log_level level, const char *logger, const char *msg, json_t *f
         json_t *v;
         json_object_foreach(fields, k, v) json_object_set(o, k, v);
     }
-    char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT);
+    char *s = json_dumps(o, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(6));
     json_decref(o);
     if (!s)
         return;
