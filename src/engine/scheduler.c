@@ -7,6 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Pause when no row could be scheduled (jobs waiting for KV blocks): short,
+ * since blocks come back at the next step of another job. */
+#define SCHED_IDLE_WAIT_NS 1000000L
 
 typedef struct {
     int slot;
@@ -881,10 +886,18 @@ static void *sched_main(void *arg)
         engine_kv_get_stats(s->e, &kv);
         pthread_mutex_lock(&s->mu);
         s->kv = kv;
-        /* Nothing could run and nothing will change until a request comes
-         * or goes: wait for it instead of spinning. */
-        if (!did && s->waiting_head && !s->stopping)
-            pthread_cond_wait(&s->cv, &s->mu);
+        /* Nothing could run this round (a job waits for blocks): wait for a
+         * submit/cancel, or a moment, rather than spin. */
+        if (!did && (s->waiting_head || s->running) && !s->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += SCHED_IDLE_WAIT_NS;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
         pthread_mutex_unlock(&s->mu);
     }
     /* Shutdown: everyone gets on_done. */
