@@ -133,10 +133,14 @@ static KS_TARGET void KS(tile_any)(int R, int C, size_t n, const float *w, size_
 static KS_TARGET void KS(gemm_f32)(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x,
                                    size_t ldx, float *y, size_t ldy)
 {
-    for (int t0 = 0; t0 < nt; t0 += KS_TC) {
-        const int C = nt - t0 < KS_TC ? nt - t0 : KS_TC;
-        for (int r0 = 0; r0 < nr; r0 += KS_TR) {
-            const int R = nr - r0 < KS_TR ? nr - r0 : KS_TR;
+    /* Row tile outer: its KS_TR weight rows stay in L1 (n up to ~2K) while
+     * every token tile streams past: half the L2 traffic of the opposite
+     * order, +25% on Zen 5. (Splitting k into L1-sized blocks with saved
+     * accumulators measured slower at n = 5632.) */
+    for (int r0 = 0; r0 < nr; r0 += KS_TR) {
+        const int R = nr - r0 < KS_TR ? nr - r0 : KS_TR;
+        for (int t0 = 0; t0 < nt; t0 += KS_TC) {
+            const int C = nt - t0 < KS_TC ? nt - t0 : KS_TC;
             KS(tile_any)(R, C, n, w + (size_t)r0 * ldw, ldw, x + (size_t)t0 * ldx, ldx,
                          y + (size_t)t0 * ldy + r0, ldy);
         }

@@ -276,6 +276,11 @@ float ops_dot_f32(const float *a, const float *b, size_t n)
     return kern_get()->dot_f32(a, b, n);
 }
 
+void ops_axpy_f32(float a, const float *x, float *y, size_t n)
+{
+    kern_get()->axpy_f32(a, x, y, n);
+}
+
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 {
     double ss = 0;

@@ -46,12 +46,20 @@ int ops_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
 /* y[t][o] = sum_i W[o][i] * x[t][i] (+ bias[o] if bias) for t < n_tok,
  * o < W.ne1, i < W.ne0. x is [n_tok][ne0], y is [n_tok][ne1], both row-major.
  * Rows of W are split across the pool's threads. Requires scratch >=
- * OPS_MATMUL_ROWS * ne0 floats. */
+ * OPS_MATMUL_ROWS * ne0 floats. Kernels: kern.h (SIMD, chosen at run time);
+ * activations stay f32 for every weight type. y[t] depends only on W, bias
+ * and x[t], bit for bit: not on n_tok, the thread count or which thread
+ * computed it (batch invariance; kern.h "Determinism"). */
 void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
                 const float *x, int n_tok, float *y);
 
-/* Dot product of two f32 vectors (the inner loop of matmul and attention). */
+/* Dot product of two f32 vectors (the inner loop of matmul and attention).
+ * SIMD at the level kern.h dispatches to; the same (a, b) always gives the
+ * same bits within one process. */
 float ops_dot_f32(const float *a, const float *b, size_t n);
+
+/* y[i] += a * x[i] (attention's weighted sum of values), SIMD as above. */
+void ops_axpy_f32(float a, const float *x, float *y, size_t n);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]. out may alias x. */
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
