@@ -46,7 +46,8 @@ typedef struct {
     /* Dequantizes nr rows (row r at src + r * row_bytes, n elements each) to
      * dst + r * n. Returns 0, or -1 if this level has no kernel for the type
      * (use quant_dequantize_row then). Values equal the reference's except
-     * where the reference compiler contracted a*b+c into an fma. */
+     * where the reference compiler contracted a*b+c into an fma. SIMD
+     * levels handle F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K. */
     int (*dequant_rows)(uint32_t type, const void *src, size_t row_bytes, int nr, size_t n, float *dst);
     /* Fused: y[t * ldy + r] = dot(dequant(W[r]), x + t * ldx, n) for r < nr,
      * t < nt <= KERN_FUSED_MAX_TOK, bit-identical to dequant_rows followed by

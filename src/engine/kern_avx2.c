@@ -47,6 +47,19 @@ KS_INL vf ks_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm2
 KS_INL vf VLD_BF16(const void *p) { return ks_bf16(_mm_loadu_si128((const __m128i *)p)); }
 KS_INL vf VLDN_BF16(const void *p, size_t n) { return ks_bf16(ks_ld16n(p, n)); }
 
+/* Integer lanes for the K-quant unpacking. */
+typedef __m256i vi;
+KS_INL vi VU8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+KS_INL vi VISET1(int a) { return _mm256_set1_epi32(a); }
+KS_INL vi VIAND(vi a, vi b) { return _mm256_and_si256(a, b); }
+KS_INL vi VIOR(vi a, vi b) { return _mm256_or_si256(a, b); }
+KS_INL vi VISUB(vi a, vi b) { return _mm256_sub_epi32(a, b); }
+KS_INL vi VISRL(vi a, int n) { return _mm256_srl_epi32(a, _mm_cvtsi32_si128(n)); }
+KS_INL vi VISLL(vi a, int n) { return _mm256_sll_epi32(a, _mm_cvtsi32_si128(n)); }
+KS_INL vf VI2F(vi a) { return _mm256_cvtepi32_ps(a); }
+KS_INL vf VMUL(vf a, vf b) { return _mm256_mul_ps(a, b); }
+KS_INL vf VSUB(vf a, vf b) { return _mm256_sub_ps(a, b); }
+
 KS_INL float ks_f16(const uint8_t *p)
 {
     uint16_t h;

@@ -47,6 +47,19 @@ KS_INL vf VLDN_BF16(const void *p, size_t n)
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(ks_mask(n), p)), 16));
 }
 
+/* Integer lanes for the K-quant unpacking. */
+typedef __m512i vi;
+KS_INL vi VU8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+KS_INL vi VISET1(int a) { return _mm512_set1_epi32(a); }
+KS_INL vi VIAND(vi a, vi b) { return _mm512_and_si512(a, b); }
+KS_INL vi VIOR(vi a, vi b) { return _mm512_or_si512(a, b); }
+KS_INL vi VISUB(vi a, vi b) { return _mm512_sub_epi32(a, b); }
+KS_INL vi VISRL(vi a, int n) { return _mm512_srl_epi32(a, _mm_cvtsi32_si128(n)); }
+KS_INL vi VISLL(vi a, int n) { return _mm512_sll_epi32(a, _mm_cvtsi32_si128(n)); }
+KS_INL vf VI2F(vi a) { return _mm512_cvtepi32_ps(a); }
+KS_INL vf VMUL(vf a, vf b) { return _mm512_mul_ps(a, b); }
+KS_INL vf VSUB(vf a, vf b) { return _mm512_sub_ps(a, b); }
+
 KS_INL float ks_f16(const uint8_t *p)
 {
     uint16_t h;

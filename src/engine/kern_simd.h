@@ -9,6 +9,8 @@
  *   vf VFMA(a, b, c) = a * b + c (fused), float VHSUM(vf) (fixed tree),
  *   void VST(float *, vf), VSTN(float *, vf, size_t n < KS_V),
  *   vf VLD_F16(const void *), VLDN_F16(const void *, n), VLD_BF16, VLDN_BF16
+ *   vf VMUL, VSUB; vi (int32 lanes) VU8 (KS_V bytes, zero-extended), VISET1,
+ *   VIAND, VIOR, VISUB, VISRL/VISLL (by a count), vf VI2F(vi)
  *   void deq_q8_0(const uint8_t *blk, vf out[KS_NB]) and likewise q4_0,
  *   q4_1, q5_0: one 32-element block to f32, exactly as quant.c computes it.
  *
@@ -182,6 +184,95 @@ static KS_TARGET void KS(deq_rows_f16)(const uint8_t *src, size_t rb, int nr, si
     }
 }
 
+/* K-quants: the same expressions as quant.c, KS_V elements at a time. They
+ * have no fused kernel: decode and prompt both go through the panel, so
+ * both see these exact values. */
+static KS_TARGET KS_ALWAYS_INLINE void KS(kscale)(int j, const uint8_t *q, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static KS_TARGET float KS(h2f)(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Q4_K (144 bytes) and Q5_K (176 bytes) super-blocks of 256. */
+static KS_TARGET void KS(deq_k45)(const uint8_t *b, int q5, float *y)
+{
+    const float d = KS(h2f)(b), dmin = KS(h2f)(b + 2);
+    const uint8_t *scales = b + 4, *qh = b + 16, *qs = q5 ? b + 48 : b + 16;
+    for (int c = 0; c < 4; c++) {
+        int sc1, m1, sc2, m2;
+        KS(kscale)(2 * c, scales, &sc1, &m1);
+        KS(kscale)(2 * c + 1, scales, &sc2, &m2);
+        const float d1 = d * (float)sc1, mm1 = dmin * (float)m1, d2 = d * (float)sc2, mm2 = dmin * (float)m2;
+        const uint8_t *q = qs + 32 * c;
+        float *o = y + 64 * c;
+        const vf vd1 = VSET1(d1), vm1 = VSET1(mm1), vd2 = VSET1(d2), vm2 = VSET1(mm2);
+        const vi f = VISET1(15);
+        for (int l = 0; l < 32; l += KS_V) {
+            const vi qb = VU8(q + l);
+            vi lo = VIAND(qb, f), hi = VISRL(qb, 4);
+            if (q5) { /* bit 2c of qh[l] -> +16 on lo, bit 2c+1 -> +16 on hi */
+                const vi hb = VU8(qh + l);
+                lo = VIOR(lo, VISLL(VIAND(VISRL(hb, 2 * c), VISET1(1)), 4));
+                hi = VIOR(hi, VISLL(VIAND(VISRL(hb, 2 * c + 1), VISET1(1)), 4));
+            }
+            VST(o + l, VSUB(VMUL(vd1, VI2F(lo)), vm1));
+            VST(o + 32 + l, VSUB(VMUL(vd2, VI2F(hi)), vm2));
+        }
+    }
+}
+
+/* Q6_K (210 bytes) super-blocks of 256. */
+static KS_TARGET void KS(deq_q6_k)(const uint8_t *b, float *y)
+{
+    const float d = KS(h2f)(b + 208);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+        const int8_t *sc = (const int8_t *)(b + 192 + 8 * h);
+        float *o = y + 128 * h;
+        const vi f = VISET1(15), three = VISET1(3), k32 = VISET1(32);
+        for (int l = 0; l < 32; l += KS_V) { /* KS_V <= 16: one scale index (l / 16) per vector */
+            const int is = l / 16;
+            const vf s1 = VSET1(d * (float)sc[is]), s2 = VSET1(d * (float)sc[is + 2]);
+            const vf s3 = VSET1(d * (float)sc[is + 4]), s4 = VSET1(d * (float)sc[is + 6]);
+            const vi la = VU8(ql + l), lb = VU8(ql + l + 32), hb = VU8(qh + l);
+            const vi q1 = VISUB(VIOR(VIAND(la, f), VISLL(VIAND(hb, three), 4)), k32);
+            const vi q2 = VISUB(VIOR(VIAND(lb, f), VISLL(VIAND(VISRL(hb, 2), three), 4)), k32);
+            const vi q3 = VISUB(VIOR(VISRL(la, 4), VISLL(VIAND(VISRL(hb, 4), three), 4)), k32);
+            const vi q4 = VISUB(VIOR(VISRL(lb, 4), VISLL(VISRL(hb, 6), 4)), k32);
+            VST(o + l, VMUL(s1, VI2F(q1)));
+            VST(o + l + 32, VMUL(s2, VI2F(q2)));
+            VST(o + l + 64, VMUL(s3, VI2F(q3)));
+            VST(o + l + 96, VMUL(s4, VI2F(q4)));
+        }
+    }
+}
+
+static KS_TARGET void KS(deq_rows_k)(uint32_t type, const uint8_t *src, size_t rb, int nr, size_t n, float *dst)
+{
+    const size_t bytes = type == GGML_T_Q4_K ? 144 : type == GGML_T_Q5_K ? 176 : 210;
+    for (int r = 0; r < nr; r++)
+        for (size_t b = 0; b < n / 256; b++) {
+            const uint8_t *blk = src + (size_t)r * rb + b * bytes;
+            float *o = dst + (size_t)r * n + b * 256;
+            if (type == GGML_T_Q6_K)
+                KS(deq_q6_k)(blk, o);
+            else
+                KS(deq_k45)(blk, type == GGML_T_Q5_K, o);
+        }
+}
+
 static KS_TARGET int KS(dequant_rows)(uint32_t type, const void *src, size_t rb, int nr, size_t n, float *dst)
 {
     const uint8_t *s = src;
@@ -194,6 +285,11 @@ static KS_TARGET int KS(dequant_rows)(uint32_t type, const void *src, size_t rb,
     case GGML_T_Q4_0: KS(deq_rows_q4_0)(s, rb, nr, n, dst); return 0;
     case GGML_T_Q4_1: KS(deq_rows_q4_1)(s, rb, nr, n, dst); return 0;
     case GGML_T_Q5_0: KS(deq_rows_q5_0)(s, rb, nr, n, dst); return 0;
+    case GGML_T_Q4_K: case GGML_T_Q5_K: case GGML_T_Q6_K:
+        if (n % 256 != 0)
+            return -1;
+        KS(deq_rows_k)(type, s, rb, nr, n, dst);
+        return 0;
     default: return -1;
     }
 }

@@ -220,14 +220,27 @@ static void check_dequant_and_fused(const kern_ops *k)
             free(w);
         }
     }
-    /* K-quants have no fused kernel: callers must fall back */
-    size_t rb;
-    uint8_t *w = make_weights(GGML_T_Q4_K, 1, 256, &rb);
-    assert_false(kern_has_fused(k, GGML_T_Q4_K));
-    assert_int_equal(k->gemv(GGML_T_Q4_K, w, rb, 1, 256, x, 256, 1, y1, 1), -1);
-    if (k->level != CPU_LEVEL_SCALAR)
-        assert_int_equal(k->dequant_rows(GGML_T_Q4_K, w, rb, 1, 256, panel), -1);
-    free(w);
+    /* K-quants: no fused kernel (callers fall back to the panel), but a
+     * vectorized dequantization with the reference's values */
+    static const uint32_t kq[] = {GGML_T_Q4_K, GGML_T_Q5_K, GGML_T_Q6_K};
+    for (size_t i = 0; i < 3; i++) {
+        size_t rb;
+        const size_t n = 512;
+        uint8_t *w = make_weights(kq[i], 3, n, &rb);
+        assert_false(kern_has_fused(k, kq[i]));
+        assert_int_equal(k->gemv(kq[i], w, rb, 1, n, x, n, 1, y1, 1), -1);
+        assert_int_equal(k->dequant_rows(kq[i], w, rb, 3, n, panel), 0);
+        float amax = 0;
+        for (int r = 0; r < 3; r++)
+            assert_int_equal(quant_dequantize_row(kq[i], w + (size_t)r * rb, ref + (size_t)r * n, n), 0);
+        for (size_t j = 0; j < 3 * n; j++)
+            amax = fmaxf(amax, fabsf(ref[j]));
+        for (size_t j = 0; j < 3 * n; j++)
+            assert_true(fabsf(panel[j] - ref[j]) <= 1e-6f * amax);
+        if (k->level != CPU_LEVEL_SCALAR)
+            assert_int_equal(k->dequant_rows(kq[i], w, rb, 1, 255, panel), -1); /* not whole blocks */
+        free(w);
+    }
     free(ref), free(panel), free(x), free(y1), free(y2);
 }
 
