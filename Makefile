@@ -25,7 +25,7 @@ asan: deps
 	@cmake --build $(ASAN) -j$(JOBS)
 
 fuzz-build: deps
-	@cmake -S . -B $(FUZZ) -DWARD_FUZZ=ON -DCMAKE_C_COMPILER=clang \
+	@cmake -S . -B $(FUZZ) -DWARD_FUZZ=ON -DWARD_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" >/dev/null
 	@cmake --build $(FUZZ) -j$(JOBS)
 
