@@ -33,8 +33,12 @@ PY=/usr/bin/python3
 
 mkdir -p "$BENCH_DIR"
 echo "== build (Release) in $BUILD_DIR"
-cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j"$THREADS" --target ward >/dev/null
+if ! { cmake -S "$SRC" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build "$BUILD_DIR" -j"$THREADS" --target ward; } >"$BUILD_DIR.log" 2>&1; then
+    tail -30 "$BUILD_DIR.log" >&2
+    echo "build failed (log: $BUILD_DIR.log)" >&2
+    exit 1
+fi
 WARD="$BUILD_DIR/ward"
 cc -O2 -pthread -o "$BUILD_DIR/membw" "$SRC/bench/membw.c"
 

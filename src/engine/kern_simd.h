@@ -31,10 +31,10 @@
 #define KS_FR 4 /* fused kernel rows per pass (with KERN_FUSED_MAX_TOK tokens) */
 /* Bytes ahead to prefetch in each weight row. Interleaved rows that each
  * advance by one small block per step are streams the hardware prefetcher
- * follows too late; prefetching ~4 KiB ahead (about the next row group)
- * doubled decode speed on Zen 5 (1 KiB: +30%, 16 KiB: less again). */
+ * follows late. On Zen 5, 1 KiB gave the best decode in ward (4 KiB was best
+ * in an isolated loop over one matrix; 512 B and 2 KiB were slower). */
 #ifndef KS_PREFETCH
-#define KS_PREFETCH 4096
+#define KS_PREFETCH 1024
 #endif
 
 #define KS_ALWAYS_INLINE inline __attribute__((always_inline))
