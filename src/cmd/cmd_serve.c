@@ -31,7 +31,7 @@
 typedef struct serve_options {
     http_params http;
     const char *model;             /* --model FILE, or NULL */
-    const char *served_model_name; /* --served-model-name, default: model file name */
+    const char *served_model_name; /* --served-model-name, default: general.name, else file name */
     log_level level;
     auth_serve_cfg auth;           /* authorization flags (auth/auth_serve.h) */
     openai_params api;             /* model serving flags (api/openai_server.h) */
@@ -61,7 +61,8 @@ static void usage(FILE *f)
             "  --port N                 port, 0 = any free port (default 8080)\n"
             "  --threads N              event-loop threads (default 1)\n"
             "  --model FILE             GGUF model to serve\n"
-            "  --served-model-name NAME model name in the API (default: the file name)\n"
+            "  --served-model-name NAME model name in the API (default: the GGUF's general.name,\n"
+            "                           else the file name)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n"
             "  --max-header-bytes N     request line + headers limit (default %d)\n"
             "  --max-body-bytes N       request body limit (default %d)\n"
