@@ -152,7 +152,7 @@ int cmd_run(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long lv;
+        long lv = 0;
         int bad = 0, takes = 1;
         if (strcmp(a, "--json") == 0) {
             json = 1;

@@ -652,9 +652,7 @@ static void attn_worker(void *arg, int ith, int nth)
             int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
             for (int j = 0; j < jn; j++) {
                 const float *vj = vb + (size_t)j * e->KD;
-                const float w = scores[j0 + j];
-                for (size_t d = 0; d < hd; d++)
-                    out[d] += w * vj[d];
+                ops_axpy_f32(scores[j0 + j], vj, out, hd);
             }
         }
     }
