@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/buf.h"
 
 static const char *const k_names[CHAT_TMPL_COUNT] = {
     [CHAT_TMPL_CHATML] = "chatml",
@@ -116,34 +117,13 @@ chat_tmpl chat_template_detect(const char *t)
 
 /* ---- rendering ---- */
 
-typedef struct sbuf { char *p; size_t len, cap; int bad; } sbuf;
+/* The renderer's output: util/buf with the template's size limit, plus a
+ * flag for a family the renderer does not know. */
+typedef struct sbuf { buf b; int unknown; } sbuf;
 
-static void put(sbuf *b, const char *s, size_t n)
-{
-    if (b->bad)
-        return;
-    if (n > CHAT_TEMPLATE_MAX_OUTPUT - b->len) {
-        b->bad = 2;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->len + n + 1)
-            c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) {
-            b->bad = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
+static void put(sbuf *b, const char *s, size_t n) { buf_put(&b->b, s, n); }
 
-static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(sbuf *b, const char *s) { buf_puts(&b->b, s); }
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -280,7 +260,8 @@ static void render(sbuf *b, chat_tmpl t, const chat_msg *msgs, size_t n, int add
         break;
     case CHAT_TMPL_GEMMA: {
         /* No system role: system text is merged into the next user turn. */
-        sbuf sys = {0};
+        sbuf sys = {{0}, 0};
+        buf_init(&sys.b, CHAT_TEMPLATE_MAX_OUTPUT);
         for (size_t i = 0; i < n; i++) {
             if (role_is(&msgs[i], "system")) {
                 put_trim(&sys, msgs[i].content);
@@ -288,41 +269,42 @@ static void render(sbuf *b, chat_tmpl t, const chat_msg *msgs, size_t n, int add
             }
             int model = role_is(&msgs[i], "assistant");
             puts_(b, "<start_of_turn>"); puts_(b, model ? "model" : msgs[i].role); puts_(b, "\n");
-            if (sys.len && !model) {
-                put(b, sys.p, sys.len);
+            if (sys.b.len && !model) {
+                put(b, sys.b.p, sys.b.len);
                 puts_(b, "\n\n");
-                sys.len = 0;
+                sys.b.len = 0; /* keeps a sticky error */
             }
             put_trim(b, msgs[i].content);
             puts_(b, "<end_of_turn>\n");
         }
-        if (sys.bad)
-            b->bad = sys.bad;
-        free(sys.p);
+        if (buf_error(&sys.b) != BUF_OK && buf_error(&b->b) == BUF_OK)
+            b->b.err = buf_error(&sys.b);
+        buf_free(&sys.b);
         if (add_ass)
             puts_(b, "<start_of_turn>model\n");
         break;
     }
     case CHAT_TMPL_ORION: {
-        sbuf sys = {0};
+        sbuf sys = {{0}, 0};
+        buf_init(&sys.b, CHAT_TEMPLATE_MAX_OUTPUT);
         for (size_t i = 0; i < n; i++) {
             if (role_is(&msgs[i], "system")) {
                 puts_(&sys, msgs[i].content);
             } else if (role_is(&msgs[i], "user")) {
                 puts_(b, "Human: ");
-                if (sys.len) {
-                    put(b, sys.p, sys.len);
+                if (sys.b.len) {
+                    put(b, sys.b.p, sys.b.len);
                     puts_(b, "\n\n");
-                    sys.len = 0;
+                    sys.b.len = 0; /* keeps a sticky error */
                 }
                 puts_(b, msgs[i].content); puts_(b, "\n\nAssistant: </s>");
             } else {
                 puts_(b, msgs[i].content); puts_(b, "</s>");
             }
         }
-        if (sys.bad)
-            b->bad = sys.bad;
-        free(sys.p);
+        if (buf_error(&sys.b) != BUF_OK && buf_error(&b->b) == BUF_OK)
+            b->b.err = buf_error(&sys.b);
+        buf_free(&sys.b);
         break;
     }
     case CHAT_TMPL_OPENCHAT:
@@ -406,7 +388,7 @@ static void render(sbuf *b, chat_tmpl t, const chat_msg *msgs, size_t n, int add
         break;
     case CHAT_TMPL_UNKNOWN:
     case CHAT_TMPL_COUNT:
-        b->bad = 3;
+        b->unknown = 1;
         break;
     }
 }
@@ -414,7 +396,8 @@ static void render(sbuf *b, chat_tmpl t, const chat_msg *msgs, size_t n, int add
 char *chat_template_render(chat_tmpl t, const chat_msg *msgs, size_t n, int add_generation_prompt,
                            int continue_final_message, size_t *out_len, char *err, size_t errlen)
 {
-    sbuf b = {0};
+    sbuf b = {{0}, 0};
+    buf_init(&b.b, CHAT_TEMPLATE_MAX_OUTPUT);
     int cont = continue_final_message && n > 0 && role_is(&msgs[n - 1], "assistant");
     if (cont) {
         /* Open an assistant turn for everything before the last message, then
@@ -424,21 +407,17 @@ char *chat_template_render(chat_tmpl t, const chat_msg *msgs, size_t n, int add_
     } else {
         render(&b, t, msgs, n, add_generation_prompt);
     }
-    if (b.bad || !b.p) {
-        if (!b.bad) { /* nothing rendered: an empty prompt is still a prompt */
-            b.p = calloc(1, 1);
-            if (b.p)
-                goto ok;
-            b.bad = 1;
-        }
+    buf_status st = buf_error(&b.b);
+    if (b.unknown || st != BUF_OK) {
         snprintf(err, errlen, "%s",
-                 b.bad == 3 ? "unknown chat template family"
-                 : b.bad == 2 ? "rendered chat prompt is too large" : "out of memory");
-        free(b.p);
+                 b.unknown ? "unknown chat template family"
+                 : st == BUF_ETOOBIG ? "rendered chat prompt is too large" : "out of memory");
+        buf_free(&b.b);
         return NULL;
     }
-ok:
-    if (out_len)
-        *out_len = b.len;
-    return b.p;
+    /* An empty rendering is still a prompt: buf_take returns "" then. */
+    char *p = buf_take(&b.b, out_len);
+    if (!p)
+        snprintf(err, errlen, "out of memory");
+    return p;
 }

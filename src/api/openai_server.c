@@ -32,6 +32,7 @@
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/tokenizer.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -57,28 +58,14 @@ struct openai_server {
     const void *extra_metrics_ud;
 };
 
-/* ---- growable byte buffer ---- */
-typedef struct { char *p; size_t len, cap; } buf;
-
-static int buf_put(buf *b, const char *s, size_t n)
+/* vLLM's text_offset counts characters of the decoded text, not bytes:
+ * count the bytes that start a UTF-8 sequence. */
+static long utf8_chars(const char *p, size_t n)
 {
-    if (n > SIZE_MAX - b->len - 1)
-        return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 64;
-        while (c < b->len + n + 1)
-            c = c > SIZE_MAX / 2 ? b->len + n + 1 : c * 2;
-        char *q = realloc(b->p, c);
-        if (!q)
-            return -1;
-        b->p = q;
-        b->cap = c;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
+    long c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)p[i] & 0xC0) != 0x80;
+    return c;
 }
 
 /* ---- jobs ---- */
@@ -141,7 +128,7 @@ static void job_free(job *j)
         seq *s = &j->seqs[i];
         tokenizer_stream_free(s->ds);
         oai_stop_free(s->stop);
-        free(s->text.p);
+        buf_free(&s->text);
         json_decref(s->lp);
     }
     free(j->seqs);
@@ -241,7 +228,7 @@ static void add_logprobs(job *j, seq *s, const sched_token *t, int has_lp)
         oai_chat_logprobs_append(s->lp, piece, plen, t->r.logprob, tops, (size_t)nt);
     } else {
         oai_cmpl_logprobs_append(s->lp, piece, plen, has_lp, t->r.logprob, tops, (size_t)nt, s->text_offset);
-        s->text_offset += (long)plen;
+        s->text_offset += utf8_chars(piece, plen);
     }
 }
 
@@ -932,7 +919,7 @@ static void handle_generate(http_exchange *ex, const http_request *req, openai_s
             s->lp = kind == OAI_CHAT ? oai_chat_logprobs_new() : oai_cmpl_logprobs_new();
         const prompt_ids *p = &pr[s->prompt_idx];
         if (!s->ds || !s->stop || (r.logprobs >= 0 && !s->lp) ||
-            (p->echo && buf_put(&s->text, p->echo, p->echo_len) != 0)) {
+            (p->echo && (buf_put(&s->text, p->echo, p->echo_len), buf_error(&s->text) != BUF_OK))) {
             oai_error_set(&e, 503, NULL, "out of memory");
             goto fail_job;
         }
@@ -941,7 +928,7 @@ static void handle_generate(http_exchange *ex, const http_request *req, openai_s
             char piece[OAI_PIECE_MAX];
             size_t plen = token_piece(srv, p->ids[0], !r.skip_special_tokens, piece, sizeof piece);
             oai_cmpl_logprobs_append(s->lp, piece, plen, 0, 0, NULL, 0, 0);
-            s->text_offset = (long)plen;
+            s->text_offset = utf8_chars(piece, plen);
         }
     }
     /* The stop string a seq matched is looked up after the fact by index. */

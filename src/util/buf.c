@@ -35,7 +35,8 @@ static int reserve(buf *b, size_t n)
 {
     if (b->err)
         return -1;
-    if (n > b->max - b->len) { /* len <= max always, so no underflow */
+    size_t max = b->max ? b->max : SIZE_MAX / 2;
+    if (n > max - b->len) { /* len <= max always, so no underflow */
         b->err = BUF_ETOOBIG;
         return -1;
     }

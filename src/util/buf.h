@@ -4,7 +4,8 @@
  * buffer goes into a sticky error state (buf_error() says which) and further
  * appends are ignored, so a builder can append freely and check once at the
  * end. The caller owns the buffer: buf_free() releases it, buf_take() hands
- * the bytes over (free() them).
+ * the bytes over (free() them). A zeroed buf is a valid empty buffer with
+ * no limit beyond SIZE_MAX / 2.
  */
 #ifndef WARD_BUF_H
 #define WARD_BUF_H
@@ -18,7 +19,7 @@ typedef struct {
     char *p;        /* NULL until the first append; NUL-terminated after it */
     size_t len;
     size_t cap;
-    size_t max;     /* most bytes the buffer may hold (excluding the NUL) */
+    size_t max;     /* most bytes the buffer may hold (excluding the NUL); 0 = SIZE_MAX / 2 */
     buf_status err;
 } buf;
 
