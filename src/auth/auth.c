@@ -1,6 +1,7 @@
 /* auth: see auth.h. */
 #include "auth/auth.h"
 
+#include "auth/auth_fetch.h"
 #include "auth/auth_ratelimit.h"
 #include "auth/auth_store.h"
 #include "util/clock.h"
@@ -27,11 +28,19 @@ const char *const auth_default_public_paths[5] = {
     "/health", "/v2/health/live", "/v2/health/ready", "/version", "/metrics",
 };
 
+/* A loaded JWKS, shared by the snapshots that use it: a URL's keys outlive
+ * reloads of the other sources (and failed fetches) without a refetch. */
+typedef struct jwks_ref {
+    atomic_int refs;
+    auth_jwks *jwks;
+} jwks_ref;
+
 /* One immutable generation of every identity source. */
 typedef struct snapshot {
     atomic_int refs;
     auth_keyset *keys;
-    auth_jwks *jwks;
+    jwks_ref *jr;
+    const auth_jwks *jwks;          /* jr->jwks, or NULL */
 } snapshot;
 
 struct auth {
@@ -55,6 +64,8 @@ struct auth {
     int thread_started;
     int stop_pipe[2];
     int inotify_fd;
+    int jwks_is_url;
+    _Atomic uint64_t jwks_due_ms;   /* clock_mono_ms() of the next URL fetch; 0 = now */
 };
 
 /* ---- metrics (process-wide: one authorizer per server) ---- */
@@ -153,11 +164,12 @@ void auth_default_params(auth_params *p)
 static int copy_params(auth *a, const auth_params *p, char *err, size_t errlen)
 {
     a->p = *p;
-    const char **slots[2 + AUTH_MAX_PUBLIC_PATHS + AUTH_MAX_KEY_DIRS + AUTH_MAX_KEY_FILE_NAMES + 4 +
+    const char **slots[2 + AUTH_MAX_PUBLIC_PATHS + AUTH_MAX_KEY_DIRS + AUTH_MAX_KEY_FILE_NAMES + 6 +
                        2 * AUTH_MAX_JWT_VALUES];
     size_t n = 0;
     const char **singles[] = {&a->p.realm, &a->p.header_name, &a->p.query_param, &a->p.keys_file,
-                              &a->p.jwks_file, &a->p.served_model};
+                              &a->p.jwks_file, &a->p.served_model, &a->p.jwks_ca_file,
+                              &a->p.jwks_token_file};
     for (size_t i = 0; i < sizeof singles / sizeof singles[0]; i++)
         slots[n++] = singles[i];
     for (size_t i = 0; i < a->p.n_public_paths; i++)
@@ -202,8 +214,29 @@ static int header_name_ok(const char *s)
     return 1;
 }
 
+static int is_url(const char *s)
+{
+    return s && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0);
+}
+
 static int validate(const auth_params *p, char *err, size_t errlen)
 {
+    if (is_url(p->jwks_file)) {
+        auth_fetch_url_parts *u = malloc(sizeof *u);
+        char uerr[160];
+        int bad = !u || auth_fetch_parse_url(p->jwks_file, u, uerr, sizeof uerr) != 0;
+        if (bad)
+            snprintf(err, errlen, "--jwt-jwks: %s", u ? uerr : "out of memory");
+        else if (p->jwks_token_file && !u->tls)
+            snprintf(err, errlen, "--jwt-jwks-token-file: the token is only sent over https://");
+        free(u);
+        if (bad || (p->jwks_token_file && !strncmp(p->jwks_file, "http://", 7)))
+            return -1;
+    } else if (p->jwks_ca_file || p->jwks_token_file) {
+        snprintf(err, errlen, "%s: needs an https:// URL in --jwt-jwks",
+                 p->jwks_ca_file ? "--jwt-jwks-ca" : "--jwt-jwks-token-file");
+        return -1;
+    }
     if (!p->realm || !*p->realm || strlen(p->realm) > AUTH_MAX_REALM_BYTES || strpbrk(p->realm, "\"\\\r\n")) {
         snprintf(err, errlen, "--auth-realm: 1-%d characters, no quotes, backslashes or newlines",
                  AUTH_MAX_REALM_BYTES);
@@ -237,11 +270,34 @@ static int validate(const auth_params *p, char *err, size_t errlen)
 
 /* ---- snapshots ---- */
 
+static void jwks_ref_unref(jwks_ref *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        auth_jwks_free(r->jwks);
+        free(r);
+    }
+}
+
+/* Wraps j (taking it); NULL j or no memory gives NULL (j freed). */
+static jwks_ref *jwks_ref_new(auth_jwks *j)
+{
+    if (!j)
+        return NULL;
+    jwks_ref *r = malloc(sizeof *r);
+    if (!r) {
+        auth_jwks_free(j);
+        return NULL;
+    }
+    atomic_init(&r->refs, 1);
+    r->jwks = j;
+    return r;
+}
+
 static void snapshot_unref(snapshot *s)
 {
     if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
         auth_keyset_free(s->keys);
-        auth_jwks_free(s->jwks);
+        jwks_ref_unref(s->jr);
         free(s);
     }
 }
@@ -294,6 +350,8 @@ static int fingerprints_changed(auth *a)
             auth_secret_fingerprint(a->p.key_dirs[i], names, nk, fp, sizeof fp);
         else if (i == a->p.n_key_dirs && a->p.keys_file)
             file_fingerprint(a->p.keys_file, fp, sizeof fp);
+        else if (a->jwks_is_url)
+            snprintf(fp, sizeof fp, "url"); /* refetched on a timer: see jwks_url_due() */
         else
             file_fingerprint(a->p.jwks_file, fp, sizeof fp);
         if (strcmp(fp, a->fingerprints[i]) != 0) {
@@ -302,6 +360,50 @@ static int fingerprints_changed(auth *a)
         }
     }
     return changed;
+}
+
+static int jwks_url_due(auth *a)
+{
+    return a->jwks_is_url && clock_mono_ms() >= atomic_load(&a->jwks_due_ms);
+}
+
+/* The JWKS for a new snapshot, from a URL: fetched when due, else (and when
+ * the fetch fails) the one the current snapshot holds. Under reload_mu. */
+static jwks_ref *jwks_from_url(auth *a)
+{
+    snapshot *cur = snapshot_get(a);
+    jwks_ref *prev = cur ? cur->jr : NULL;
+    if (prev)
+        atomic_fetch_add(&prev->refs, 1);
+    snapshot_unref(cur);
+    if (!jwks_url_due(a))
+        return prev;
+    char err[512], shown[AUTH_FETCH_MAX_URL + 1];
+    auth_fetch_redact_url(a->p.jwks_file, shown, sizeof shown);
+    auth_fetch_opts o;
+    auth_fetch_default_opts(&o);
+    o.ca_file = a->p.jwks_ca_file;
+    o.bearer_file = a->p.jwks_token_file;
+    char *body = NULL;
+    size_t len = 0;
+    auth_jwks *j = NULL;
+    if (auth_fetch_url(a->p.jwks_file, &o, &body, &len, err, sizeof err) == 0)
+        j = auth_jwks_parse(body, len, err, sizeof err);
+    free(body);
+    if (!j) {
+        atomic_store(&a->jwks_due_ms, clock_mono_ms() + AUTH_JWKS_RETRY_S * 1000ull);
+        log_pack(LOG_WARN, LOGGER, prev ? "JWKS fetch failed, keeping the keys loaded before" : "JWKS not loaded",
+                 "{s:s,s:s,s:i}", "url", shown, "error", err, "retry_s", AUTH_JWKS_RETRY_S);
+        return prev;
+    }
+    atomic_store(&a->jwks_due_ms, clock_mono_ms() + AUTH_JWKS_REFRESH_S * 1000ull);
+    jwks_ref *r = jwks_ref_new(j);
+    if (!r) {
+        log_msgf(LOG_ERROR, LOGGER, "JWKS not loaded: out of memory");
+        return prev;
+    }
+    jwks_ref_unref(prev);
+    return r;
 }
 
 int auth_reload(auth *a)
@@ -360,14 +462,18 @@ int auth_reload(auth *a)
             log_pack(LOG_WARN, LOGGER, "key store not loaded", "{s:s,s:s}", "path", a->p.keys_file, "error", err);
         json_decref(doc);
     }
-    if (a->p.jwks_file) {
-        s->jwks = auth_jwks_load_file(a->p.jwks_file, err, sizeof err);
-        if (!s->jwks)
+    if (a->jwks_is_url) {
+        s->jr = jwks_from_url(a);
+    } else if (a->p.jwks_file) {
+        auth_jwks *j = auth_jwks_load_file(a->p.jwks_file, err, sizeof err);
+        if (!j)
             log_pack(LOG_WARN, LOGGER, "JWKS not loaded", "{s:s,s:s}", "path", a->p.jwks_file, "error", err);
+        s->jr = jwks_ref_new(j);
     }
+    s->jwks = s->jr ? s->jr->jwks : NULL;
     if (auth_keyset_seal(ks) != 0) {
         auth_keyset_free(ks);
-        auth_jwks_free(s->jwks);
+        jwks_ref_unref(s->jr);
         free(s);
         pthread_mutex_unlock(&a->reload_mu);
         log_msgf(LOG_ERROR, LOGGER, "key reload failed: out of memory");
@@ -463,6 +569,8 @@ auth *auth_new(const auth_params *p, char *err, size_t errlen)
         auth_free(a);
         return NULL;
     }
+    a->jwks_is_url = is_url(a->p.jwks_file);
+    atomic_init(&a->jwks_due_ms, 0);
     a->n_fp = a->p.n_key_dirs + (a->p.keys_file ? 1 : 0) + (a->p.jwks_file ? 1 : 0);
     a->fingerprints = calloc(a->n_fp ? a->n_fp : 1, sizeof *a->fingerprints);
     if (!a->fingerprints || auth_reload(a) != 0) {
@@ -481,7 +589,7 @@ static void add_watches(auth *a)
                               IN_MOVE_SELF | IN_CLOSE_WRITE | IN_ATTRIB | IN_ONLYDIR;
     for (size_t i = 0; i < a->p.n_key_dirs; i++)
         inotify_add_watch(a->inotify_fd, a->p.key_dirs[i], dir_mask); /* absent dir: poll finds it later */
-    const char *files[2] = {a->p.keys_file, a->p.jwks_file};
+    const char *files[2] = {a->p.keys_file, a->jwks_is_url ? NULL : a->p.jwks_file};
     for (int i = 0; i < 2; i++) {
         if (!files[i])
             continue;
@@ -513,11 +621,11 @@ static void *watch_main(void *arg)
                 /* Events only wake us; the fingerprints decide (this also
                  * covers IN_Q_OVERFLOW and dropped watches). */
             }
-        if (fingerprints_changed(a)) {
-            if (a->inotify_fd >= 0)
-                add_watches(a); /* a Secret dir may have (re)appeared */
+        int changed = fingerprints_changed(a);
+        if (changed && a->inotify_fd >= 0)
+            add_watches(a); /* a Secret dir may have (re)appeared */
+        if (changed || jwks_url_due(a))
             auth_reload(a);
-        }
     }
     return NULL;
 }

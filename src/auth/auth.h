@@ -20,7 +20,8 @@
  * Identities come from: Kubernetes-Secret-style directories (one key each),
  * the local key store file, the WARD_API_KEY environment variable (read once,
  * then wiped from the process environment), and JWTs verified against a JWKS
- * file. A watcher thread reloads all of them when they change (inotify, with
+ * file or URL (fetched every AUTH_JWKS_REFRESH_S; a failed fetch keeps the
+ * keys already loaded). A watcher thread reloads all of them when they change (inotify, with
  * a poll every AUTH_POLL_MS as fallback) and publishes a new immutable
  * snapshot; decisions in flight keep the snapshot they started with
  * (refcount), so reloads never block or disturb requests.
@@ -46,6 +47,8 @@
 #define AUTH_MAX_REALM_BYTES 128
 #define AUTH_POLL_MS 250               /* fallback poll; keeps rotation well under 1 s without inotify */
 #define AUTH_ENV_KEY "WARD_API_KEY"
+#define AUTH_JWKS_REFRESH_S 300        /* JWKS URL refetch period; issuers publish new keys well ahead */
+#define AUTH_JWKS_RETRY_S 10           /* after a failed fetch: recover soon, but don't hammer the issuer */
 
 /* The paths left open by default (those RHOAI's mesh excludes and probes use). */
 extern const char *const auth_default_public_paths[5];
@@ -67,7 +70,9 @@ typedef struct auth_params {
     const char *key_file_names[AUTH_MAX_KEY_FILE_NAMES]; /* entry names; default api_key, token */
     size_t n_key_file_names;
     const char *keys_file;                              /* local key store; NULL = none */
-    const char *jwks_file;                              /* JWKS for JWTs; NULL = no JWTs */
+    const char *jwks_file;                              /* JWKS file or http(s):// URL; NULL = no JWTs */
+    const char *jwks_ca_file;                           /* CA bundle for an https JWKS URL; NULL = system */
+    const char *jwks_token_file;                        /* bearer token sent to the JWKS URL; NULL = none */
     const char *issuers[AUTH_MAX_JWT_VALUES];
     size_t n_issuers;
     const char *audiences[AUTH_MAX_JWT_VALUES];

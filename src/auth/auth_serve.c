@@ -41,11 +41,11 @@ int auth_serve_option(auth_serve_cfg *c, const char *name, const char *val)
     } else if (strcmp(name, "--keys-file") == 0) {
         p->keys_file = val;
     } else if (strcmp(name, "--jwt-jwks") == 0) {
-        if (strncmp(val, "http://", 7) == 0 || strncmp(val, "https://", 8) == 0) {
-            fprintf(stderr, "ward serve: --jwt-jwks takes a file (fetch the JWKS into a mounted file); URLs are not supported\n");
-            return -1;
-        }
         p->jwks_file = val;
+    } else if (strcmp(name, "--jwt-jwks-ca") == 0) {
+        p->jwks_ca_file = val;
+    } else if (strcmp(name, "--jwt-jwks-token-file") == 0) {
+        p->jwks_token_file = val;
     } else if (strcmp(name, "--jwt-issuer") == 0) {
         PUSH(p->issuers, p->n_issuers, AUTH_MAX_JWT_VALUES, "--jwt-issuer");
     } else if (strcmp(name, "--jwt-audience") == 0) {
@@ -91,7 +91,12 @@ void auth_serve_usage(FILE *f)
             "                           (repeatable)\n"
             "  --api-key-file-name NAME key entry in those dirs (repeatable; default api_key, token)\n"
             "  --keys-file FILE         local key store made by 'ward keys' (reloaded on change)\n"
-            "  --jwt-jwks FILE          JWKS verifying RS256/ES256 JWT bearer tokens (reloaded)\n"
+            "  --jwt-jwks FILE|URL      JWKS verifying RS256/ES256 JWT bearer tokens: a file\n"
+            "                           (reloaded on change) or an http(s):// URL (fetched every\n"
+            "                           %ds; a failed fetch keeps the keys loaded before)\n"
+            "  --jwt-jwks-ca FILE       CA bundle (PEM) verifying an https JWKS URL (default: system)\n"
+            "  --jwt-jwks-token-file FILE  bearer token sent to an https JWKS URL, re-read on\n"
+            "                           each fetch (e.g. a ServiceAccount token)\n"
             "  --jwt-issuer ISS         accepted iss (repeatable; default any)\n"
             "  --jwt-audience AUD       accepted aud (repeatable; default any)\n"
             "  --auth-realm REALM       WWW-Authenticate realm (default %s)\n"
@@ -105,7 +110,7 @@ void auth_serve_usage(FILE *f)
             "  --auth-rpm N             requests per minute per identity without its own limit\n"
             "                           (default 0 = unlimited)\n"
             "  environment WARD_API_KEY one more key (read once at start, then wiped)\n",
-            AUTH_DEFAULT_REALM);
+            AUTH_JWKS_REFRESH_S, AUTH_DEFAULT_REALM);
 }
 
 auth *auth_serve_start(const auth_serve_cfg *c, const char *served_model, int *failed)
