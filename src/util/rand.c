@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 
 int rand_bytes(void *buf, size_t n)
@@ -22,11 +23,23 @@ int rand_bytes(void *buf, size_t n)
     return 0;
 }
 
+/* Request ids are public, so their randomness may be drawn ahead: one
+ * getrandom(2) call serves RAND_UUID_BATCH ids per thread instead of a system
+ * call on every request (measurable on the 401 fast path). */
+#define RAND_UUID_BATCH 64
+
 int rand_uuid4(char out[37])
 {
+    static _Thread_local uint8_t pool[RAND_UUID_BATCH * 16];
+    static _Thread_local size_t used = sizeof pool;
+    if (used == sizeof pool) {
+        if (rand_bytes(pool, sizeof pool) != 0)
+            return -1;
+        used = 0;
+    }
     uint8_t b[16];
-    if (rand_bytes(b, sizeof b) != 0)
-        return -1;
+    memcpy(b, pool + used, sizeof b);
+    used += sizeof b;
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     snprintf(out, 37,

@@ -8,7 +8,9 @@
  * the kernel refused (never returns weak randomness). */
 int rand_bytes(void *buf, size_t n);
 
-/* Writes a random RFC 4122 version-4 UUID, 36 chars + NUL, into out[37]. */
+/* Writes a random RFC 4122 version-4 UUID, 36 chars + NUL, into out[37].
+ * For public identifiers (request ids): the randomness is drawn ahead in
+ * per-thread batches. Never use it for secrets. */
 int rand_uuid4(char out[37]);
 
 #endif
