@@ -730,7 +730,10 @@ static void conn_flush(conn *c)
             return;
         }
     }
-    update_interest(c);
+    /* Inside conn_process the interest set is updated once at its end: a
+     * response written synchronously (health, 401) then costs no epoll_ctl. */
+    if (!c->in_process)
+        update_interest(c);
 }
 
 /* Records which request pointers point into the input buffer, as offsets,

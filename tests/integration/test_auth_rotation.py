@@ -78,7 +78,7 @@ class Load:
                                            headers={"Authorization": "Bearer " + k}, timeout=5)
             except OSError:
                 st = -1
-            self.results.append((t0, k, st))
+            self.results.append((t0, time.monotonic(), k, st))
             time.sleep(0.005)
 
 
@@ -125,12 +125,19 @@ def main():
             load.t.join(10)
             res = load.results
             # Current key: the old one before its swap, the new one from swap + 1 s
-            # on. The old key sent inside the 1 s window may go either way.
-            bad_current = [(t, st) for (t, k, st) in res if st in (401, 403, -1)
-                           and not any(k == old and t_s <= t < t_s + 1.2 for (t_s, old, _) in windows)]
+            # on. An old-key request that was still on its way when the swap
+            # happened (sent before, authorized after) or sent inside the 1 s
+            # window may go either way.
+            def in_window(t0, t1, k):
+                return any(k == old and t1 >= t_s and t0 < t_s + 1.2 for (t_s, old, _) in windows)
+            bad_current = [(t0, t1, st) for (t0, t1, k, st) in res if st in (401, 403, -1)
+                           and not in_window(t0, t1, k)]
             check(len(res) > 50, "load generator sent %d requests" % len(res))
+            for (t0, t1, st) in bad_current[:5]:
+                rel = min((t0 - t_s for (t_s, _, _) in windows), key=abs)
+                print("  failed request: status %s, %.3f s from the nearest swap, took %.3f s" % (st, rel, t1 - t0))
             check(not bad_current, "zero failures with the current key (%d failures)" % len(bad_current))
-            late_old = [(t, st) for (t, k, st) in res for (t_s, old, _) in windows
+            late_old = [(t, st) for (t, _, k, st) in res for (t_s, old, _) in windows
                         if k == old and t >= t_s + 1.0 and st not in (401,)]
             check(not late_old, "zero successes with an old key after 1 s")
             check(other_fail == 0, "the other Secret's key kept working during rotations")
