@@ -1095,6 +1095,10 @@ static void conn_readable(conn *c)
         conn_process(c);
         if (c->closing)
             return;
+        /* A short plain read drained the socket: the next recv would only say
+         * EAGAIN. Level-triggered epoll reports whatever arrives later. */
+        if (!c->ssl && (size_t)n < room)
+            break;
     }
     if (c->eof) {
         /* Client half-closed: unanswerable now, except what is already queued. */
