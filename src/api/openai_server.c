@@ -243,6 +243,31 @@ static int feed_text(seq *s, const char *txt, size_t len)
     return m;
 }
 
+/* The end of a sequence's text: a non-special stop token's text is kept (as
+ * vLLM does), then whatever the detokenizer and the stop matcher held back. */
+static void finish_text(openai_server *srv, seq *s, sched_finish why, int32_t stop_token)
+{
+    if (why == SCHED_FINISH_STOP_TOKEN && stop_token >= 0 &&
+        !(tokenizer_token_attr(srv->tok, stop_token) & TOKEN_ATTR_CONTROL)) {
+        size_t len = 0;
+        const char *txt = tokenizer_stream_push(s->ds, stop_token, &len);
+        if (txt && len)
+            feed_text(s, txt, len);
+    }
+    if (oai_stop_matched(s->stop) >= 0)
+        return;
+    size_t len = 0;
+    const char *txt = tokenizer_stream_flush(s->ds, &len);
+    if (txt && len)
+        feed_text(s, txt, len);
+    if (oai_stop_matched(s->stop) < 0) {
+        const char *o;
+        size_t ol;
+        oai_stop_flush(s->stop, &o, &ol);
+        buf_put(&s->text, o, ol);
+    }
+}
+
 /* ---- scheduler callbacks (scheduler thread) ---- */
 
 static void job_pump(http_exchange *ex, void *arg);
@@ -314,25 +339,8 @@ static void on_beams(void *ud, const sched_beam *b, int n)
             if (txt && len && feed_text(s, txt, len) >= 0)
                 break;
         }
-        if (b[k].why == SCHED_FINISH_STOP_TOKEN && b[k].stop_token >= 0 && oai_stop_matched(s->stop) < 0 &&
-            !(tokenizer_token_attr(srv->tok, b[k].stop_token) & TOKEN_ATTR_CONTROL)) {
-            size_t len = 0;
-            const char *txt = tokenizer_stream_push(s->ds, b[k].stop_token, &len);
-            if (txt && len)
-                feed_text(s, txt, len);
-        }
-        if (oai_stop_matched(s->stop) < 0) {
-            size_t len = 0;
-            const char *txt = tokenizer_stream_flush(s->ds, &len);
-            if (txt && len)
-                feed_text(s, txt, len);
-            if (oai_stop_matched(s->stop) < 0) {
-                const char *o;
-                size_t ol;
-                oai_stop_flush(s->stop, &o, &ol);
-                buf_put(&s->text, o, ol);
-            }
-        }
+        if (oai_stop_matched(s->stop) < 0)
+            finish_text(srv, s, b[k].why, b[k].stop_token);
         s->finish = b[k].why == SCHED_FINISH_LENGTH ? OAI_FINISH_LENGTH : OAI_FINISH_STOP;
         if (b[k].why == SCHED_FINISH_STOP_TOKEN) {
             s->stop_reason.kind = OAI_STOP_REASON_TOKEN;
@@ -381,26 +389,7 @@ static void on_done(void *ud, const sched_done *d)
         return;
     }
     s->n_out = d->n_output;
-    if (d->why == SCHED_FINISH_STOP_TOKEN && d->stop_token >= 0 &&
-        !(tokenizer_token_attr(srv->tok, d->stop_token) & TOKEN_ATTR_CONTROL)) {
-        /* vLLM keeps a non-special stop token's text in the output */
-        size_t len = 0;
-        const char *txt = tokenizer_stream_push(s->ds, d->stop_token, &len);
-        if (txt && len)
-            feed_text(s, txt, len);
-    }
-    if (oai_stop_matched(s->stop) < 0) {
-        size_t len = 0;
-        const char *txt = tokenizer_stream_flush(s->ds, &len);
-        if (txt && len)
-            feed_text(s, txt, len);
-        if (oai_stop_matched(s->stop) < 0) {
-            const char *o;
-            size_t ol;
-            oai_stop_flush(s->stop, &o, &ol);
-            buf_put(&s->text, o, ol);
-        }
-    }
+    finish_text(srv, s, d->why, d->stop_token);
     switch (d->why) {
     case SCHED_FINISH_LENGTH:
         s->finish = OAI_FINISH_LENGTH;
