@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
+#include "tiny_model.h"
 
 #define NV 64      /* vocabulary */
 #define NE 32      /* n_embd */
@@ -30,104 +31,10 @@
 
 static char err[512];
 
-typedef struct {
-    const char *arch;
-    const char *skip;        /* tensor to leave out */
-    const char *bad_shape;   /* tensor written with one more row */
-    uint32_t wtype;          /* type of blk.0.attn_q.weight */
-    uint32_t n_head_kv;
-    int tokens_count;        /* tokenizer.ggml.tokens entries; 0 = none */
-    int no_eps;              /* leave out the rms epsilon key */
-} opts;
-
-static uint64_t rng_state;
-static float rnd(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((rng_state >> 40) & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
-}
-
-static void add_f32(gguf_writer *w, const char *name, uint64_t ne0, uint64_t ne1, float gain, float base)
-{
-    size_t n = (size_t)(ne0 * ne1);
-    float *d = malloc(n * sizeof *d);
-    assert_non_null(d);
-    for (size_t i = 0; i < n; i++)
-        d[i] = base + gain * rnd();
-    uint64_t ne[2] = {ne0, ne1};
-    assert_int_equal(gguf_add_tensor(w, name, GGML_T_F32, ne1 == 1 ? 1 : 2, ne, d), 0);
-    free(d);
-}
-
-typedef struct { const char *name; uint64_t ne0, ne1; float gain, base; } spec;
-
-static void write_model(const char *path, const opts *o)
-{
-    rng_state = 12345;
-    gguf_writer *w = gguf_writer_new();
-    assert_non_null(w);
-    const char *a = o->arch ? o->arch : "llama";
-    char k[128];
-    gguf_set_str(w, "general.architecture", a);
-#define U32(suffix, v) snprintf(k, sizeof k, "%s." suffix, a), gguf_set_u32(w, k, v)
-    U32("context_length", 64);
-    U32("embedding_length", NE);
-    U32("block_count", NL);
-    U32("feed_forward_length", NFF);
-    U32("attention.head_count", NH);
-    U32("attention.head_count_kv", o->n_head_kv ? o->n_head_kv : NKV);
-#undef U32
-    if (!o->no_eps) {
-        snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", a);
-        gguf_set_f32(w, k, 1e-5f);
-    }
-    if (o->tokens_count > 0) {
-        const char **t = malloc((size_t)o->tokens_count * sizeof *t);
-        for (int i = 0; i < o->tokens_count; i++)
-            t[i] = "x";
-        gguf_set_arr_str(w, "tokenizer.ggml.tokens", t, (size_t)o->tokens_count);
-        free(t);
-    }
-    const int hd = NE / NH, kvh = (int)(o->n_head_kv ? o->n_head_kv : NKV);
-    spec ts[32];
-    int n = 0;
-#define T(nm, a0, a1, g, b) ts[n++] = (spec){nm, a0, a1, g, b}
-    T("token_embd.weight", NE, NV, 1.0f, 0);
-    T("output_norm.weight", NE, 1, 0.1f, 1.0f);
-    T("output.weight", NE, NV, 0.5f, 0);
-    static char names[NL][9][48];
-    const char *suf[9] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                          "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
-    uint64_t dims[9][2] = {{NE, 1}, {NE, (uint64_t)NH * hd}, {NE, (uint64_t)kvh * hd},
-                           {NE, (uint64_t)kvh * hd}, {(uint64_t)NH * hd, NE}, {NE, 1},
-                           {NE, NFF}, {NE, NFF}, {NFF, NE}};
-    for (int l = 0; l < NL; l++)
-        for (int j = 0; j < 9; j++) {
-            snprintf(names[l][j], sizeof names[l][j], "blk.%d.%s.weight", l, suf[j]);
-            int is_norm = dims[j][1] == 1;
-            T(names[l][j], dims[j][0], dims[j][1], is_norm ? 0.1f : 0.4f, is_norm ? 1.0f : 0.0f);
-        }
-#undef T
-    for (int i = 0; i < n; i++) {
-        if (o->skip && strcmp(o->skip, ts[i].name) == 0)
-            continue;
-        uint64_t ne1 = ts[i].ne1 + (o->bad_shape && strcmp(o->bad_shape, ts[i].name) == 0);
-        if (o->wtype && strcmp(ts[i].name, "blk.0.attn_q.weight") == 0) {
-            /* zero bytes of the right size for the type */
-            size_t be, bb;
-            assert_int_equal(ggml_type_block(o->wtype, &be, &bb), 0);
-            size_t bytes = (size_t)(ts[i].ne0 / be * bb * ne1);
-            void *z = calloc(1, bytes);
-            uint64_t ne[2] = {ts[i].ne0, ne1};
-            assert_int_equal(gguf_add_tensor(w, ts[i].name, o->wtype, 2, ne, z), 0);
-            free(z);
-            continue;
-        }
-        add_f32(w, ts[i].name, ts[i].ne0, ne1, ts[i].gain, ts[i].base);
-    }
-    assert_int_equal(gguf_writer_write(w, path, err, sizeof err), 0);
-    gguf_writer_free(w);
-}
+/* The model writer is shared with the KV and scheduler tests; its defaults
+ * are the shape above (NV, NE, NH, NKV, NFF, NL). */
+typedef tiny_model_opts opts;
+#define write_model tiny_model_write
 
 static char model_path[64];
 

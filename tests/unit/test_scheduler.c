@@ -21,6 +21,7 @@
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/scheduler.h"
+#include "tiny_model.h"
 
 #define E 32
 #define V 64
@@ -32,62 +33,13 @@
 
 static char g_path[256];
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-static void add_f32(gguf_writer *w, const char *name, uint64_t ne0, uint64_t ne1, float scale, float base)
-{
-    size_t n = (size_t)(ne0 * ne1);
-    float *d = malloc(n * sizeof *d);
-    for (size_t i = 0; i < n; i++)
-        d[i] = base + scale * frand();
-    uint64_t ne[2] = {ne0, ne1};
-    assert_int_equal(gguf_add_tensor(w, name, GGML_T_F32, ne1 > 1 ? 2 : 1, ne, d), 0);
-    free(d);
-}
-
 static int write_model(void **state)
 {
     (void)state;
     snprintf(g_path, sizeof g_path, "/tmp/ward-test-sched-%d.gguf", (int)getpid());
-    gguf_writer *w = gguf_writer_new();
-    gguf_set_str(w, "general.architecture", "llama");
-    gguf_set_u32(w, "llama.context_length", 128);
-    gguf_set_u32(w, "llama.embedding_length", E);
-    gguf_set_u32(w, "llama.block_count", L);
-    gguf_set_u32(w, "llama.feed_forward_length", F);
-    gguf_set_u32(w, "llama.attention.head_count", H);
-    gguf_set_u32(w, "llama.attention.head_count_kv", HKV);
-    gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    add_f32(w, "token_embd.weight", E, V, 1.0f, 0);
-    add_f32(w, "output_norm.weight", E, 1, 0.1f, 1.0f);
-    add_f32(w, "output.weight", E, V, 0.5f, 0);
-    const int hd = E / H;
-    for (int l = 0; l < L; l++) {
-        char n[64];
-#define T(name, a, b, sc, base)                            \
-    snprintf(n, sizeof n, "blk.%d." name, l);              \
-    add_f32(w, n, a, b, sc, base);
-        T("attn_norm.weight", E, 1, 0.1f, 1.0f)
-        T("attn_q.weight", E, E, 0.3f, 0)
-        T("attn_k.weight", E, HKV * hd, 0.3f, 0)
-        T("attn_v.weight", E, HKV * hd, 0.3f, 0)
-        T("attn_output.weight", E, E, 0.3f, 0)
-        T("ffn_norm.weight", E, 1, 0.1f, 1.0f)
-        T("ffn_gate.weight", E, F, 0.3f, 0)
-        T("ffn_up.weight", E, F, 0.3f, 0)
-        T("ffn_down.weight", F, E, 0.3f, 0)
-#undef T
-    }
-    char err[256];
-    assert_int_equal(gguf_writer_write(w, g_path, err, sizeof err), 0);
-    gguf_writer_free(w);
+    tiny_model_opts o = {.n_embd = E, .n_vocab = V, .n_ff = F, .n_layer = L, .n_head = H, .n_head_kv = HKV,
+                         .n_ctx = 128, .seed = 0x9e3779b97f4a7c15ull};
+    tiny_model_write(g_path, &o);
     return 0;
 }
 
