@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/buf.h"
 
 typedef struct series {
     char *values[METRICS_MAX_LABELS];
@@ -330,46 +331,12 @@ int metrics_on_collect(metrics_registry *r, void (*fn)(void *ud), void *ud)
 
 /* ---- rendering ---- */
 
-typedef struct sbuf { char *p; size_t len, cap; int oom; } sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (n > SIZE_MAX - b->len - 1) {
-        b->oom = 1;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 4096;
-        while (c < b->len + n + 1)
-            c *= 2;
-        char *q = realloc(b->p, c);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(sbuf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
+/* The exposition is built in a util/buf (no size limit beyond memory: the
+ * registry itself is bounded). */
+typedef buf sbuf;
+#define sb_put buf_put
+#define sb_str buf_puts
+#define sb_fmt buf_printf
 
 static void sb_num(sbuf *b, double v)
 {
@@ -499,20 +466,17 @@ char *metrics_render(metrics_registry *r, size_t *len)
     for (size_t i = 0; i < nc; i++)
         fns[i](uds[i]);
 
-    sbuf b = {0};
+    sbuf b;
+    buf_init(&b, 0);
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->n_fam; i++)
         render_family(&b, r->fam[i]);
     pthread_mutex_unlock(&r->mu);
-    if (b.oom) {
-        free(b.p);
+    if (buf_error(&b) != BUF_OK) {
+        buf_free(&b);
         return NULL;
     }
-    if (!b.p)
-        b.p = calloc(1, 1);
-    if (len)
-        *len = b.len;
-    return b.p;
+    return buf_take(&b, len);
 }
 
 size_t metrics_buckets_125(double max, double *out, size_t cap)
