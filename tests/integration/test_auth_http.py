@@ -89,9 +89,16 @@ def post_completion(w, token=None):
     return wardlib.request("POST", w.url + "/v1/completions", headers=h, body=json.dumps(body))
 
 
-def decisions(w):
-    return [o for o in w.logs() if o.get("logger") == "ward.service.auth"
-            and o.get("msg") == "outgoing authorization response"]
+def decisions(w, want=1, pred=lambda o: True):
+    """Decision lines matching pred; waits (up to 3 s) until at least `want`
+    have arrived, since stderr is collected by a reader thread."""
+    deadline = time.monotonic() + 3
+    while True:
+        d = [o for o in w.logs() if o.get("logger") == "ward.service.auth"
+             and o.get("msg") == "outgoing authorization response" and pred(o)]
+        if len(d) >= want or time.monotonic() > deadline:
+            return d
+        time.sleep(0.05)
 
 
 def scan_logs(w, label):
@@ -130,7 +137,7 @@ def test_seed_and_keys(tmp):
         check(body == b"" and h.get("content-length") == "0", "seed: empty body, content-length 0")
         st, h, body = post_completion(w, seed_token)
         check(st not in (401, 403), "seed: with the token the request passes authorization (got %s)" % st)
-        d = decisions(w)
+        d = decisions(w, 2)
         check(len(d) == 2, "seed: two decision lines (got %d)" % len(d))
         if len(d) == 2:
             deny, allow = d[0], d[1]
@@ -184,9 +191,9 @@ def test_seed_and_keys(tmp):
         st, h, _ = get(w, "/v1/models", env_key)
         check(st == 429 and int(h.get("retry-after", "0")) >= 1,
               "rate limit 3/min -> 429 with Retry-After (got %s after %s)" % (st, codes))
-        d = [o for o in decisions(w) if o.get("response") == "RESOURCE_EXHAUSTED"]
+        d = decisions(w, 1, lambda o: o.get("response") == "RESOURCE_EXHAUSTED")
         check(d and d[0]["object"]["code"] == 8, "decision log: RESOURCE_EXHAUSTED code 8")
-        d = [o for o in decisions(w) if o.get("response") == "PERMISSION_DENIED"]
+        d = decisions(w, 1, lambda o: o.get("response") == "PERMISSION_DENIED")
         check(d and d[0]["object"] == {"code": 7, "message": "Unauthorized"}, "decision log: PERMISSION_DENIED code 7")
         big = "A" * 9000
         st, _, _ = get(w, "/v1/models", big)
@@ -327,7 +334,7 @@ def test_jwt(tmp):
         check(st == 401 and r == "invalid token signature", "JWT tampered payload -> 401 %r" % r)
         st, r = status(jwt_sign("RS256", rsa_key, good, "unknown-kid"))
         check(st == 401, "JWT unknown kid -> 401 %r" % r)
-        d = [o for o in decisions(w) if o.get("authorized")]
+        d = decisions(w, 1, lambda o: o.get("authorized"))
         check(d and d[0].get("identity") == "system:serviceaccount:demo:llama3-sa", "JWT identity = sub in the log")
         scan_logs(w, "jwt server")
 
