@@ -136,7 +136,33 @@ def _kv(kvs, key, default=None):
     return default
 
 
-def load(path):
+# GGML types whose matrix products ward computes on 8-bit activations
+# (Q8_0, Q4_0, Q5_0: src/engine/kern.h "Q8 activations").
+ACT_Q8_TYPES = ("Q8_0", "Q4_0", "Q5_0")
+
+
+def quantize_act(x):
+    """Rounds the last axis of x as ward quantizes activations: blocks of 32,
+    scale amax / 127, values round-half-even(x * 127 / amax). The input,
+    127 / amax, the product and the scale are float32, as in ward."""
+    shape = x.shape
+    b = x.astype(np.float32).reshape(-1, 32)
+    amax = np.abs(b).max(axis=1, keepdims=True)
+    safe = np.where(amax > 0, amax, np.float32(1.0))
+    inv = np.where(amax > 0, np.float32(127.0) / safe, np.float32(0.0)).astype(np.float32)
+    q = np.clip(np.rint((b * inv).astype(np.float32)), -127, 127)
+    d = (amax / np.float32(127.0)).astype(np.float32)
+    return (q.astype(np.float64) * d.astype(np.float64)).reshape(shape)
+
+
+def _mm(x, w, q8):
+    """x @ w.T, with x quantized first where ward's integer path applies."""
+    return (quantize_act(x) if q8 else x) @ w.T
+
+
+def load(path, act_q8=False):
+    """The model's weights, dequantized to float64. act_q8: the products with
+    ACT_Q8_TYPES matrices quantize their input as ward does (m["q8"])."""
     kvs, tensors, _, _ = read_gguf(path)
     arch = _kv(kvs, "general.architecture")
     if arch not in ("llama", "qwen2"):
@@ -149,6 +175,9 @@ def load(path):
 
     def opt(name):
         return W(name) if name in tensors else None
+
+    def q8(name):
+        return act_q8 and name in tensors and tensors[name]["type"] in ACT_Q8_TYPES
 
     n_embd = _kv(kvs, arch + ".embedding_length")
     n_head = _kv(kvs, arch + ".attention.head_count")
@@ -165,8 +194,10 @@ def load(path):
     m = dict(hp=hp, tok_embd=W("token_embd.weight"), out_norm=W("output_norm.weight"),
              rope_freqs=opt("rope_freqs.weight"))
     m["output"] = opt("output.weight")
+    m["output_q8"] = q8("output.weight")
     if m["output"] is None:
         m["output"] = m["tok_embd"]
+        m["output_q8"] = q8("token_embd.weight")
     layers = []
     for i in range(hp["n_layer"]):
         p = "blk.%d." % i
@@ -174,6 +205,8 @@ def load(path):
                                                   "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")}
         for k in ("attn_q", "attn_k", "attn_v", "attn_output"):
             L[k + "_b"] = opt(p + k + ".bias")
+        for k in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+            L[k + "_q8"] = q8(p + k + ".weight")
         if arch == "llama":
             # back to the Hugging Face (rotate_half) row order
             L["attn_q"] = _unpermute(L["attn_q"], hp["n_head"])
@@ -222,12 +255,12 @@ def forward(m, tokens):
     for L in m["layers"]:
         h = _rms(x, L["attn_norm"], hp["eps"])
 
-        def proj(w, b):
-            y = h @ w.T
-            return y + b if b is not None else y
-        q = proj(L["attn_q"], L["attn_q_b"]).reshape(T, H, D)
-        k = proj(L["attn_k"], L["attn_k_b"]).reshape(T, KH, D)
-        v = proj(L["attn_v"], L["attn_v_b"]).reshape(T, KH, D)
+        def proj(k):
+            y = _mm(h, L[k], L[k + "_q8"])
+            return y + L[k + "_b"] if L[k + "_b"] is not None else y
+        q = proj("attn_q").reshape(T, H, D)
+        k = proj("attn_k").reshape(T, KH, D)
+        v = proj("attn_v").reshape(T, KH, D)
         q = _rope(q, pos, hp, m["rope_freqs"])
         k = _rope(k, pos, hp, m["rope_freqs"])
         rep = H // KH
@@ -237,15 +270,15 @@ def forward(m, tokens):
         s = np.exp(s - s.max(axis=-1, keepdims=True))
         s /= s.sum(axis=-1, keepdims=True)
         o = np.einsum("hts,shd->thd", s, v).reshape(T, H * D)
-        o = o @ L["attn_output"].T
+        o = _mm(o, L["attn_output"], L["attn_output_q8"])
         if L["attn_output_b"] is not None:
             o = o + L["attn_output_b"]
         x = x + o
         h = _rms(x, L["ffn_norm"], hp["eps"])
-        g = h @ L["ffn_gate"].T
-        u = h @ L["ffn_up"].T
-        x = x + (g / (1 + np.exp(-g)) * u) @ L["ffn_down"].T
-    return _rms(x, m["out_norm"], hp["eps"]) @ m["output"].T
+        g = _mm(h, L["ffn_gate"], L["ffn_gate_q8"])
+        u = _mm(h, L["ffn_up"], L["ffn_up_q8"])
+        x = x + _mm(g / (1 + np.exp(-g)) * u, L["ffn_down"], L["ffn_down_q8"])
+    return _mm(_rms(x, m["out_norm"], hp["eps"]), m["output"], m["output_q8"])
 
 
 def greedy(m, prompt, n):

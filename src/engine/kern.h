@@ -17,6 +17,24 @@
  * tail, then a fixed reduction tree. So a sequence's logits do not depend on
  * what else is in its batch. Different levels give (slightly) different bits.
  *
+ * Q8 activations (the integer path). For weight types whose blocks hold
+ * 32 small integers and one scale (Q8_0, Q4_0, Q5_0), activations are
+ * quantized per block of KERN_Q8_BLOCK: amax = max |x|, dx = amax / 127,
+ * q = round-to-nearest-even(x * (127 / amax)) (all 0 when amax = 0), the
+ * same bits at every level. A (row, token) output is then
+ *     sum over blocks b of (dw_b * dx_b) * I_b,  I_b = sum_j w_j * q_j
+ * with w_j the block's integer weights (Q8_0: q; Q4_0: nibble - 8; Q5_0:
+ * 5-bit value - 16). I_b is exact (integer dot products: VNNI vpdpbusd at
+ * the AVX-512 level, pmaddubsw at AVX2); only the float accumulation order
+ * is level-specific, and at one level it is one fixed sequence per output,
+ * for decode and prompt alike (batch invariance holds as below). This is
+ * what llama.cpp does too: ~4x the arithmetic rate of f32 and 1/4 of the
+ * activation traffic; the cost is the activation rounding (logits move by
+ * ~1% of their range on random models; greedy tokens stay within a small
+ * logit gap of an exact reference, which is what the conformance test
+ * checks for quantized weights). F16/BF16/F32 and the other types keep f32
+ * activations.
+ *
  * Memory: nothing here allocates; all buffers are the caller's. Pointers are
  * only used during the call. Weight rows may be unaligned (GGUF mapping).
  */
@@ -54,7 +72,23 @@ typedef struct {
      * gemm_f32. Returns 0, or -1 if the type has no fused kernel here. */
     int (*gemv)(uint32_t type, const void *w, size_t row_bytes, int nr, size_t n, const float *x, size_t ldx,
                 int nt, float *y, size_t ldy);
+
+    /* ---- integer path (see "Q8 activations" above) ----
+     * Bytes of one activation row of n elements (n % KERN_Q8_BLOCK == 0) in
+     * this level's quantized layout; a multiple of 64. */
+    size_t (*q8_row_bytes)(size_t n);
+    /* Quantizes x[0..n) into dst (q8_row_bytes(n) bytes, 64-byte aligned). */
+    void (*q8_quantize)(const float *x, size_t n, void *dst);
+    /* y[t * ldy + r] = dot(W[r], X[t]) for r < nr, t < nt, where X[t] is the
+     * quantized row at xq + t * ldxq. Any nt; the value of (r, t) does not
+     * depend on nr, nt or the tile it falls in. Returns 0, or -1 if the type
+     * has no integer kernel (kern_has_q8()). */
+    int (*q8_gemm)(uint32_t type, const void *w, size_t row_bytes, int nr, size_t n, const void *xq, size_t ldxq,
+                   int nt, float *y, size_t ldy);
 } kern_ops;
+
+/* Elements per activation block of the integer path. */
+#define KERN_Q8_BLOCK 32
 
 /* Kernels for the current level (cpu_get_level()). Never NULL; static. */
 const kern_ops *kern_get(void);
@@ -65,11 +99,59 @@ const kern_ops *kern_for_level(cpu_level level);
  * fused decode path applies), else 0. */
 int kern_has_fused(const kern_ops *k, uint32_t type);
 
+/* 1 if the type has an integer (Q8-activation) kernel at this level, else 0. */
+int kern_has_q8(const kern_ops *k, uint32_t type);
+
+/* ---- Packed weights (AVX-512 VNNI) ----
+ * Q4_0 and Q8_0 matrices with a multiple of KERN_PACK_ROWS rows can be
+ * copied at load time into groups of 16 interleaved rows (kern_pack.c has
+ * the layout; same size as the original, group g at g * 16 * row_bytes).
+ * Their kernel needs no horizontal sums and unpacks each weight byte once
+ * per tile of up to 8 tokens: decode becomes purely bandwidth-bound and
+ * prompts run at several times the rate of the row-major kernels. Values
+ * differ from the row-major integer path's in float rounding order only;
+ * every output of one packed matrix follows one fixed sequence. */
+#define KERN_PACK_ROWS 16
+
+/* 1 if this CPU can use packed weights of this type and shape. */
+int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1);
+/* 1 if the kernels of level k can use packed weights (else the caller uses
+ * the row-major data). */
+int kern_pack_usable(const kern_ops *k);
+/* Packs nr rows (nr % KERN_PACK_ROWS == 0) of n elements, row_bytes each,
+ * from src into dst (nr * row_bytes bytes). Requires kern_pack_supported. */
+void kern_pack(uint32_t type, const void *src, size_t row_bytes, size_t n, size_t nr, void *dst);
+/* Bytes of one activation row of n elements for the packed kernel. */
+size_t kern_pack_x_bytes(size_t n);
+/* Quantizes x[0..n) for the packed kernel (same q and dx as
+ * kern_q8_quantize_block, plus per-block sums). */
+void kern_pack_quantize(const float *x, size_t n, void *dst);
+/* y[t * ldy + r] = dot(W[r], X[t]) for r < nr (a multiple of 16), t < nt;
+ * packed points at a group start. 0, or -1 (type, shape). */
+int kern_pack_gemm(uint32_t type, const void *packed, size_t row_bytes, int nr, size_t n, const void *xq,
+                   size_t ldxq, int nt, float *y, size_t ldy);
+
+/* Scalar reference of the activation quantization of one block of
+ * KERN_Q8_BLOCK values (see "Q8 activations"): q[] and the scale dx. Every
+ * level's q8_quantize produces exactly these values (tests check). */
+void kern_q8_quantize_block(const float *x, int8_t *q, float *dx);
+
 /* Level tables, defined in kern_avx2.c / kern_avx512.c on x86-64 builds. */
 extern const kern_ops kern_ops_scalar;
 #if defined(__x86_64__)
 extern const kern_ops kern_ops_avx2;
 extern const kern_ops kern_ops_avx512;
+/* Integer-path kernels per ISA (kern_q8_avx2.c, kern_q8_avx512.c). The
+ * AVX-512 ones need AVX-512 VNNI; without it the AVX-512 level uses the
+ * AVX2 ones (kern.c). */
+size_t kern_q8_row_bytes_avx2(size_t n);
+void kern_q8_quantize_avx2(const float *x, size_t n, void *dst);
+int kern_q8_gemm_avx2(uint32_t type, const void *w, size_t rb, int nr, size_t n, const void *xq, size_t ldxq, int nt,
+                      float *y, size_t ldy);
+size_t kern_q8_row_bytes_avx512(size_t n);
+void kern_q8_quantize_avx512(const float *x, size_t n, void *dst);
+int kern_q8_gemm_avx512(uint32_t type, const void *w, size_t rb, int nr, size_t n, const void *xq, size_t ldxq,
+                        int nt, float *y, size_t ldy);
 #endif
 
 #endif

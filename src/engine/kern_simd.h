@@ -29,13 +29,12 @@
 #define KS_TR 4 /* GEMM tile rows: 4 x 6 accumulators + 4 weights + 1 x < 32 registers (AVX-512) */
 #define KS_TC 6 /* GEMM tile tokens */
 #define KS_FR 8 /* fused kernel rows per pass (with KERN_FUSED_MAX_TOK tokens) */
-/* Bytes ahead to prefetch in each weight row. Interleaved rows that each
- * advance by one small block per step are streams the hardware prefetcher
- * follows late. On Zen 5, 1 KiB gave the best decode in ward (4 KiB was best
- * in an isolated loop over one matrix; 512 B and 2 KiB were slower). */
-#ifndef KS_PREFETCH
-#define KS_PREFETCH 1024
-#endif
+/* Decode prefetch: each row of a fused tile prefetches the same bytes of
+ * the next tile's row (R rows further on). Rows are contiguous, so the
+ * chunk streams in address order; rows of a few KiB are too short for the
+ * hardware prefetcher to ramp up on its own (a fixed 1 KiB ahead in the
+ * same row left the first KiB of every row to wait on DRAM: half the
+ * decode speed). ops.c gives decode long runs of rows for this reason. */
 
 #define KS_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -311,7 +310,7 @@ static KS_TARGET int KS(dequant_rows)(uint32_t type, const void *src, size_t rb,
             {                                                                                                \
                 vf wv[KS_NB];                                                                                \
                 const uint8_t *wp = w + (size_t)r * rb + b * (bytes);                                        \
-                _mm_prefetch((const char *)wp + KS_PREFETCH, _MM_HINT_T0);                                   \
+                _mm_prefetch((const char *)wp + (size_t)R * rb, _MM_HINT_T0);                                \
                 deq_##name(wp, wv);                                                                          \
                 _Pragma("GCC unroll 4") for (int c = 0; c < C; c++)                                          \
                     _Pragma("GCC unroll 4") for (int j = 0; j < KS_NB; j++)                                  \
@@ -328,17 +327,18 @@ static KS_TARGET KS_ALWAYS_INLINE void KS(fz_half)(const int R, const int C, con
                                                     float *y, size_t ldy)
 {
     vf acc[KS_FR][KERN_FUSED_MAX_TOK];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++)
             acc[r][c] = VZERO();
     size_t k = 0;
     for (; k + KS_V <= n; k += KS_V) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + (size_t)r * rb + 2 * k;
-            _mm_prefetch((const char *)p + KS_PREFETCH, _MM_HINT_T0);
+            if ((k & 31) == 0) /* one line per 32 elements */
+                _mm_prefetch((const char *)p + (size_t)R * rb, _MM_HINT_T0);
             const vf wv = bf16 ? VLD_BF16(p) : VLD_F16(p);
 #pragma GCC unroll 4
             for (int c = 0; c < C; c++)
@@ -347,7 +347,7 @@ static KS_TARGET KS_ALWAYS_INLINE void KS(fz_half)(const int R, const int C, con
     }
     if (k < n) {
         const size_t m = n - k;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const uint8_t *p = w + (size_t)r * rb + 2 * k;
             const vf wv = bf16 ? VLDN_BF16(p, m) : VLDN_F16(p, m);
@@ -356,7 +356,7 @@ static KS_TARGET KS_ALWAYS_INLINE void KS(fz_half)(const int R, const int C, con
                 acc[r][c] = VFMA(wv, VLDN(x + (size_t)c * ldx + k, m), acc[r][c]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++)
@@ -425,10 +425,10 @@ static KS_TARGET int KS(gemv)(uint32_t type, const void *w, size_t rb, int nr, s
     if (nt < 1 || nt > KERN_FUSED_MAX_TOK || (type != GGML_T_F16 && type != GGML_T_BF16 && n % 32 != 0))
         return -1;
     const uint8_t *wb = w;
-    /* One token of a block type: 8 rows per pass (8 chains and streams in
-     * flight: +20-35% for Q4_0/Q8_0 on Zen 5); F16/BF16 (-18% with 8) and
+    /* One token: 8 rows per pass (8 chains and streams in flight: +20-35%
+     * for Q4_0/Q8_0 on Zen 5, and F16 since the next-tile prefetch);
      * several tokens (4 x nt accumulators in registers): 4 rows. */
-    const int fr = nt == 1 && type != GGML_T_F16 && type != GGML_T_BF16 ? KS_FR : 4;
+    const int fr = nt == 1 ? KS_FR : 4;
     for (int r0 = 0; r0 < nr; r0 += fr) {
         const int R = nr - r0 < fr ? nr - r0 : fr;
         fn(R, nt, n, wb + (size_t)r0 * rb, rb, x, ldx, y + r0, ldy);
@@ -443,4 +443,7 @@ const kern_ops KS(kern_ops) = {
     .gemm_f32 = KS(gemm_f32),
     .dequant_rows = KS(dequant_rows),
     .gemv = KS(gemv),
+    .q8_row_bytes = KS(kern_q8_row_bytes),
+    .q8_quantize = KS(kern_q8_quantize),
+    .q8_gemm = KS(kern_q8_gemm),
 };

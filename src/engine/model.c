@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <sys/mman.h>
 
+#include "engine/kern.h"
 #include "engine/ops.h"
 #include "util/log.h"
 
@@ -28,6 +30,8 @@ struct model {
     size_t n_owned, cap_owned;
     uint64_t weight_bytes;
     size_t n_used_tensors;
+    void **packed;          /* packed weight copies (kern.h): output + MODEL_LAYER_MATRICES per layer */
+    size_t n_packed;
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -44,6 +48,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 model_params model_default_params(void)
 {
     model_params p = {0};
+    p.repack = 1;
     return p;
 }
 
@@ -459,6 +464,43 @@ static int load_tensors(model *m, char *err, size_t errlen)
     return 0;
 }
 
+/* Packed copies (kern.h "Packed weights") of the matrices that qualify.
+ * A copy that cannot be allocated is skipped: the mapping still works. */
+#define MODEL_LAYER_MATRICES 7 /* q, k, v, o, gate, up, down */
+#define MODEL_HUGE_ALIGN ((size_t)2 << 20) /* lets the kernel back big copies with 2 MiB pages (fewer TLB misses) */
+
+static void pack_one(model *m, model_weight *w)
+{
+    if (!kern_pack_supported(w->type, w->ne0, w->ne1) || w->ne1 > SIZE_MAX / w->row_bytes)
+        return;
+    const size_t bytes = (size_t)w->ne1 * w->row_bytes;
+    void *dst = NULL;
+    const size_t align = bytes >= MODEL_HUGE_ALIGN ? MODEL_HUGE_ALIGN : 64;
+    if (posix_memalign(&dst, align, (bytes + align - 1) / align * align) != 0)
+        return;
+#ifdef MADV_HUGEPAGE
+    if (align == MODEL_HUGE_ALIGN)
+        madvise(dst, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+#endif
+    kern_pack(w->type, w->data, w->row_bytes, (size_t)w->ne0, (size_t)w->ne1, dst);
+    w->packed = dst;
+    m->packed[m->n_packed++] = dst;
+}
+
+static void pack_weights(model *m)
+{
+    m->packed = calloc(1 + (size_t)MODEL_LAYER_MATRICES * m->hp.n_layer, sizeof *m->packed);
+    if (!m->packed)
+        return;
+    pack_one(m, &m->output);
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        model_layer *L = &m->layers[l];
+        model_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            pack_one(m, ws[i]);
+    }
+}
+
 static model *load_from(gguf_file *g, const model_params *params, char *err, size_t errlen)
 {
     model_params defaults = model_default_params();
@@ -484,6 +526,9 @@ static model *load_from(gguf_file *g, const model_params *params, char *err, siz
     }
     if (load_tensors(m, err, errlen) != 0)
         goto fail;
+    const char *env = getenv("WARD_REPACK");
+    if (params->repack && !(env && strcmp(env, "0") == 0))
+        pack_weights(m);
     return m;
 fail:
     model_free(m);
@@ -507,6 +552,9 @@ void model_free(model *m)
         return;
     for (size_t i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
+    for (size_t i = 0; i < m->n_packed; i++)
+        free(m->packed[i]);
+    free(m->packed);
     free(m->owned);
     free(m->layers);
     gguf_close(m->gguf);

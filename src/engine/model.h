@@ -62,6 +62,9 @@ typedef struct {
     uint64_t ne0, ne1;
     size_t row_bytes;
     const char *name;      /* tensor name, owned by the gguf handle */
+    /* The same matrix in kern.h's packed layout (owned by the model), or
+     * NULL. Matmuls use it when the kernel level can (kern_pack_usable). */
+    const void *packed;
 } model_weight;
 
 /* Per-layer weights. 1-D tensors (norms, biases) are converted to f32 at
@@ -77,6 +80,12 @@ typedef struct {
 
 typedef struct {
     int vocab_only;   /* 1: hparams + gguf only, no weight checks (tokenizer use) */
+    /* 1 (default): copy Q4_0/Q8_0 matrices into the packed layout at load
+     * when the CPU has AVX-512 VNNI (faster; the copy is anonymous memory
+     * the size of those tensors, while the mapped file pages go unused).
+     * 0: compute from the mapping. The environment variable WARD_REPACK=0
+     * also turns it off. */
+    int repack;
 } model_params;
 
 typedef struct model model;

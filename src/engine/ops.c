@@ -52,6 +52,8 @@ struct ops_pool {
     float **panel;           /* [n_threads], OPS_PANEL_FLOATS each */
     size_t scratch_floats;
     share_slot *share;       /* [n_threads]; slot 0 unused */
+    void *xq;                /* quantized activations of the current matmul (grown by the owner) */
+    size_t xq_cap;
 
     _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint32_t gen; /* futex word: bumped for each task */
     _Atomic int sleepers;       /* workers blocked (or about to block) on gen */
@@ -209,6 +211,7 @@ void ops_pool_free(ops_pool *p)
     }
     free(p->scratch);
     free(p->panel);
+    free(p->xq);
     free(p->share);
     free(p->threads);
     free(p);
@@ -352,7 +355,11 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
  * machines are shared) does not hold the other back; which thread computes
  * a row does not change its value. */
 
-#define OPS_FUSED_CHUNK_ROWS 16 /* rows per grab in decode: 128 grabs on a 2048-row matrix */
+#define OPS_FUSED_CHUNK_ROWS 16 /* fewest rows per grab in decode (small matrices) */
+
+#define OPS_Q8_CHUNK_ROWS 32      /* rows per grab on the integer path with many tokens (32 x 5632 Q4_0 = 100 KB: L2) */
+#define OPS_DECODE_CHUNKS 4       /* row chunks per thread in decode (see below) */
+#define OPS_Q8_PAR_TOKENS 8       /* from this many tokens, activations are quantized by all threads */
 
 typedef struct {
     const model_weight *w;
@@ -363,9 +370,44 @@ typedef struct {
     ops_pool *pool;
     const kern_ops *k;
     int fused;
+    int packed;              /* integer path on w->packed (kern.h "Packed weights") */
+    const void *xq;          /* non-NULL: integer path on these quantized rows */
+    size_t ldxq;
     size_t chunk;            /* rows per grab */
     _Atomic size_t next;     /* first row of the next chunk */
 } matmul_task;
+
+typedef struct {
+    void (*quantize)(const float *x, size_t n, void *dst);
+    const float *x;
+    size_t n;
+    int n_tok;
+    char *xq;
+    size_t ldxq;
+} quant_task;
+
+static void quant_worker(void *arg, int ith, int nth)
+{
+    quant_task *q = arg;
+    for (int t = ith; t < q->n_tok; t += nth)
+        q->quantize(q->x + (size_t)t * q->n, q->n, q->xq + (size_t)t * q->ldxq);
+}
+
+/* The pool's activation buffer, at least bytes long (64-byte aligned), or
+ * NULL if it cannot grow (the caller then takes the f32 path). */
+static void *pool_xq(ops_pool *p, size_t bytes)
+{
+    if (bytes <= p->xq_cap)
+        return p->xq;
+    size_t cap = (bytes + OPS_SCRATCH_ALIGN - 1) / OPS_SCRATCH_ALIGN * OPS_SCRATCH_ALIGN;
+    void *nb = aligned_alloc(OPS_SCRATCH_ALIGN, cap);
+    if (!nb)
+        return NULL;
+    free(p->xq);
+    p->xq = nb;
+    p->xq_cap = cap;
+    return nb;
+}
 
 static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
 {
@@ -374,7 +416,12 @@ static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
     const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
     const char *src = (const char *)w->data + r0 * w->row_bytes;
     float *y = t->y + r0;
-    if (t->fused) {
+    if (t->packed) {
+        kern_pack_gemm(w->type, (const char *)w->packed + r0 * w->row_bytes, w->row_bytes, (int)nr, n_in, t->xq,
+                       t->ldxq, t->n_tok, y, n_out);
+    } else if (t->xq) {
+        k->q8_gemm(w->type, src, w->row_bytes, (int)nr, n_in, t->xq, t->ldxq, t->n_tok, y, n_out);
+    } else if (t->fused) {
         k->gemv(w->type, src, w->row_bytes, (int)nr, n_in, t->x, n_in, t->n_tok, y, n_out);
     } else if (w->type == GGML_T_F32) {
         k->gemm_f32((int)nr, t->n_tok, n_in, (const float *)(const void *)src, w->row_bytes / sizeof(float), t->x,
@@ -412,9 +459,33 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
     const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
     matmul_task t = {.w = w, .bias = bias, .x = x, .n_tok = n_tok, .y = y, .pool = p, .k = k};
     t.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
+    if (kern_has_q8(k, w->type) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
+        const int packed = w->packed && kern_pack_usable(k);
+        const size_t rowb = packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
+        void *xq = (size_t)n_tok <= SIZE_MAX / rowb ? pool_xq(p, rowb * (size_t)n_tok) : NULL;
+        if (xq) {
+            quant_task q = {.quantize = packed ? kern_pack_quantize : k->q8_quantize,
+                            .x = x, .n = n_in, .n_tok = n_tok, .xq = xq, .ldxq = rowb};
+            t.packed = packed;
+            if (n_tok >= OPS_Q8_PAR_TOKENS)
+                ops_pool_run(p, quant_worker, &q);
+            else
+                quant_worker(&q, 0, 1);
+            t.xq = xq;
+            t.ldxq = rowb;
+        }
+    }
     size_t chunk;
-    if (t.fused) {
-        chunk = OPS_FUSED_CHUNK_ROWS;
+    if ((t.xq || t.fused) && n_tok <= KERN_FUSED_MAX_TOK) {
+        /* Decode: long runs of rows. The kernel prefetches each tile's
+         * successor, so only the first tile of a chunk waits on memory:
+         * 1/16 of them with 16 chunks per thread (still enough to balance). */
+        const size_t nth = (size_t)ops_pool_n_threads(p);
+        chunk = n_out / (OPS_DECODE_CHUNKS * nth) / KERN_PACK_ROWS * KERN_PACK_ROWS;
+        if (chunk < OPS_FUSED_CHUNK_ROWS)
+            chunk = OPS_FUSED_CHUNK_ROWS;
+    } else if (t.xq) {
+        chunk = OPS_Q8_CHUNK_ROWS;
     } else {
         /* As many rows as fit the panel (a multiple of 4, the GEMM tile), at
          * least OPS_MATMUL_ROWS (the scratch holds that many, by contract). */
@@ -425,8 +496,10 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
     }
     /* Leave every thread a few chunks so none idles at the end. */
     const size_t nth = (size_t)ops_pool_n_threads(p);
-    while (chunk > 4 && n_out / chunk < 4 * nth)
+    while (chunk > (t.packed ? KERN_PACK_ROWS : 4) && n_out / chunk < 4 * nth)
         chunk /= 2;
+    if (t.packed) /* whole row groups */
+        chunk = chunk < KERN_PACK_ROWS ? KERN_PACK_ROWS : chunk / KERN_PACK_ROWS * KERN_PACK_ROWS;
     t.chunk = chunk;
     atomic_init(&t.next, 0);
     ops_pool_run(p, matmul_worker, &t);

@@ -1,0 +1,230 @@
+/* kern_pack: Q4_0 and Q8_0 weights interleaved by groups of 16 rows, for
+ * the AVX-512 VNNI integer path. See kern.h "Packed weights".
+ *
+ * Layout of one group (16 rows) and block b (32 elements), in block order,
+ * groups one after the other (so the packed matrix has the size of the
+ * original and row group g starts at g * 16 * row_bytes):
+ *     16 f16 scales (row 0..15), then chunks of 64 bytes: chunk j holds
+ *     4 bytes of each row in row order, bytes 4j..4j+3 of the block's
+ *     quants (Q4_0: 4 chunks of the 16 nibble bytes; Q8_0: 8 chunks of
+ *     the 32 int8).
+ * One vpdpbusd then multiplies 4 quants of 16 rows by the same 4
+ * activations (a broadcast), so a lane is one row's partial sum: no
+ * horizontal sums, and each weight byte is unpacked once for every token
+ * of the tile.
+ *
+ * Per (row, token) the float work is, for every block in order,
+ * acc = fma(float(I_b), dw * dx, acc) in that row's lane: one fixed sequence
+ * whatever the tile shape (batch invariance), a different order from the
+ * unpacked kernels (so the results differ from theirs in rounding only). */
+#include "engine/kern.h"
+
+#include <string.h>
+
+#include "engine/cpu.h"
+#include "engine/gguf.h"
+
+#define KP_ROWS KERN_PACK_ROWS
+#define KP_ROW_ALIGN 64
+#define KP_CMAX 8 /* tokens per tile: 8 int + 8 float accumulators + operands < 32 zmm */
+
+static size_t kp_block_bytes(uint32_t type) { return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q8_0 ? 34 : 0; }
+
+int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
+{
+#if defined(__x86_64__)
+    const cpu_features *f = cpu_get_features();
+    return kp_block_bytes(type) != 0 && ne0 > 0 && ne0 % KERN_Q8_BLOCK == 0 && ne1 > 0 && ne1 % KP_ROWS == 0 &&
+           cpu_detected_level() >= CPU_LEVEL_AVX512 && f->avx512_vnni;
+#else
+    (void)type, (void)ne0, (void)ne1;
+    return 0;
+#endif
+}
+
+int kern_pack_usable(const kern_ops *k)
+{
+#if defined(__x86_64__)
+    return k->level == CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
+#else
+    (void)k;
+    return 0;
+#endif
+}
+
+void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, void *dst)
+{
+    const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, nq = bb - 2; /* quant bytes per block */
+    const uint8_t *s = src;
+    uint8_t *d = dst;
+    for (size_t g = 0; g < nr / KP_ROWS; g++)
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = d + g * KP_ROWS * rb + b * KP_ROWS * bb;
+            for (size_t r = 0; r < KP_ROWS; r++) {
+                const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * bb;
+                memcpy(o + 2 * r, blk, 2);
+                for (size_t j = 0; j < nq / 4; j++)
+                    memcpy(o + 2 * KP_ROWS + j * 4 * KP_ROWS + 4 * r, blk + 2 + 4 * j, 4);
+            }
+        }
+}
+
+size_t kern_pack_x_bytes(size_t n)
+{
+    const size_t nb = n / KERN_Q8_BLOCK;
+    return (nb * (KERN_Q8_BLOCK + sizeof(float) + sizeof(int32_t)) + KP_ROW_ALIGN - 1) / KP_ROW_ALIGN * KP_ROW_ALIGN;
+}
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#define KPT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define KPI static KPT inline __attribute__((always_inline))
+
+/* Natural element order (as kern_q8_quantize_block), then the nb scales,
+ * then the nb sums of the block's quants (for the unsigned-weight offset). */
+KPT void kern_pack_quantize(const float *x, size_t n, void *dst)
+{
+    const size_t nb = n / KERN_Q8_BLOCK;
+    int8_t *q = dst;
+    float *d = (float *)(void *)(q + nb * KERN_Q8_BLOCK);
+    int32_t *sum = (int32_t *)(void *)(d + nb);
+    const __m512 sign = _mm512_set1_ps(-0.0f), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    for (size_t b = 0; b < nb; b++) {
+        const __m512 a0 = _mm512_loadu_ps(x + b * 32), a1 = _mm512_loadu_ps(x + b * 32 + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, a0), _mm512_andnot_ps(sign, a1)));
+        const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        const __m512i v0 = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(a0, id), hi), lo));
+        const __m512i v1 = _mm512_cvtps_epi32(_mm512_max_ps(_mm512_min_ps(_mm512_mul_ps(a1, id), hi), lo));
+        _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(v0));
+        _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(v1));
+        d[b] = amax / 127.0f;
+        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
+    }
+}
+
+KPI int32_t ld32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* 16 rows (one group) x C tokens. */
+KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y,
+                 size_t ldy)
+{
+    const size_t gbb = KP_ROWS * (TYPE == GGML_T_Q4_0 ? 18 : 34);
+    const int off = TYPE == GGML_T_Q4_0 ? 8 : 128;
+    const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[KP_CMAX];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *gb = g + b * gbb;
+#ifdef KP_PREFETCH
+        for (size_t l = 0; l < gbb; l += 64)
+            _mm_prefetch((const char *)gb + KP_PREFETCH + l, _MM_HINT_T0);
+#endif
+        __m512i is[KP_CMAX];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            is[c] = _mm512_setzero_si512();
+        if (TYPE == GGML_T_Q4_0) {
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m512i v = _mm512_loadu_si512(gb + 32 + 64 * j);
+                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + b * 32;
+                    is[c] = _mm512_dpbusd_epi32(is[c], lo, _mm512_set1_epi32(ld32(xb + 4 * j)));
+                    is[c] = _mm512_dpbusd_epi32(is[c], hi, _mm512_set1_epi32(ld32(xb + 16 + 4 * j)));
+                }
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(gb + 32 + 64 * j), flip);
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + b * 32;
+                    is[c] = _mm512_dpbusd_epi32(is[c], v, _mm512_set1_epi32(ld32(xb + 4 * j)));
+                }
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const uint8_t *xr = xq + (size_t)c * ldxq;
+            float dx;
+            int32_t s;
+            memcpy(&dx, xr + nb * 32 + b * 4, 4);
+            memcpy(&s, xr + nb * 36 + b * 4, 4);
+            const __m512i i = _mm512_sub_epi32(is[c], _mm512_set1_epi32(off * s));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+}
+
+#define KP_CASE(T_, C_)                                                                                      \
+    case C_:                                                                                                 \
+        kp_tile(T_, C_, nb, g, xq, ldxq, y, ldy);                                                            \
+        break
+#define KP_ANY(name, T_)                                                                                     \
+    static KPT void kp_##name(int C, size_t nb, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y,  \
+                              size_t ldy)                                                                    \
+    {                                                                                                        \
+        switch (C) {                                                                                         \
+            KP_CASE(T_, 1); KP_CASE(T_, 2); KP_CASE(T_, 3); KP_CASE(T_, 4);                                  \
+            KP_CASE(T_, 5); KP_CASE(T_, 6); KP_CASE(T_, 7); KP_CASE(T_, 8);                                  \
+        default:                                                                                             \
+            break;                                                                                           \
+        }                                                                                                    \
+    }
+
+KP_ANY(q4_0, GGML_T_Q4_0)
+KP_ANY(q8_0, GGML_T_Q8_0)
+
+KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, size_t n, const void *xq, size_t ldxq,
+                       int nt, float *y, size_t ldy)
+{
+    void (*fn)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t);
+    switch (type) {
+    case GGML_T_Q4_0: fn = kp_q4_0; break;
+    case GGML_T_Q8_0: fn = kp_q8_0; break;
+    default: return -1;
+    }
+    if (n % KERN_Q8_BLOCK != 0 || nr % KP_ROWS != 0)
+        return -1;
+    const size_t nb = n / KERN_Q8_BLOCK;
+    const uint8_t *p = packed, *x = xq;
+    for (int g = 0; g < nr / KP_ROWS; g++)
+        for (int c0 = 0; c0 < nt; c0 += KP_CMAX) {
+            const int C = nt - c0 < KP_CMAX ? nt - c0 : KP_CMAX;
+            fn(C, nb, p + (size_t)g * KP_ROWS * rb, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS,
+               ldy);
+        }
+    return 0;
+}
+
+#else
+
+void kern_pack_quantize(const float *x, size_t n, void *dst)
+{
+    (void)x, (void)n, (void)dst;
+}
+
+int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, size_t n, const void *xq, size_t ldxq,
+                   int nt, float *y, size_t ldy)
+{
+    (void)type, (void)packed, (void)rb, (void)nr, (void)n, (void)xq, (void)ldxq, (void)nt, (void)y, (void)ldy;
+    return -1;
+}
+
+#endif
