@@ -4,16 +4,18 @@
 #
 # Makes a random-weight Llama model with TinyLlama-1.1B's shape in F16
 # (bench/make_model.py), quantizes it to Q8_0 and Q4_0 with `ward quantize`,
-# measures the machine's read bandwidth (bench/membw.c, 2 threads, median of
-# 7 reads of 1 GiB), then runs `ward bench -p 128 -n 64 --threads 2` on each
-# file (median of RUNS runs) and prints prompt and decode tokens/s and decode
-# as a percentage of the roofline:
+# then, in RUNS rounds, measures the machine's read bandwidth (bench/membw.c,
+# 2 threads, median of 7 reads of 1 GiB) and runs `ward bench -p 128 -n 64
+# --threads 2` on each file; it prints the medians of prompt and decode
+# tokens/s and decode as a percentage of the roofline (median bandwidth):
 #     weight bytes read per token x decode tok/s / bandwidth
 # (the token-embedding table is not counted: a token reads one row of it).
 #
 # If LLAMA_BENCH names a llama-bench binary (built by you; this script never
-# fetches or builds one), it also runs `llama-bench -t 2 -p 128 -n 64` on the
-# same files and prints ward / llama.cpp ratios.
+# fetches or builds one), it also runs `llama-bench -t 2 -p 128 -n 64 -o json`
+# on the same files, in the same rounds, and prints ward / llama.cpp ratios.
+# Any command taking those flags and printing llama-bench's JSON, or one
+# object {"pp_tok_s": .., "tg_tok_s": ..}, will do.
 #
 # Environment: BENCH_DIR (models; default /tmp/ward-bench, ~3.9 GB),
 # BUILD_DIR (default build-bench), RUNS (default 3), THREADS (default 2),
@@ -63,27 +65,36 @@ done
 echo "== machine"
 grep -m1 'model name' /proc/cpuinfo | sed 's/^.*: /cpu: /' || true
 echo "cpus: $(nproc), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-BW_JSON=$("$BUILD_DIR/membw" -t "$THREADS" -s $([ "$SMALL" = 1 ] && echo 64 || echo 1024) -r 7 --json)
-BW=$(echo "$BW_JSON" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["median_gbs"])')
-echo "read bandwidth ($THREADS threads): $BW GB/s"
+measure_bw() {
+    "$BUILD_DIR/membw" -t "$THREADS" -s $([ "$SMALL" = 1 ] && echo 64 || echo 1024) -r 7 --json |
+        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["median_gbs"])'
+}
 
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
-for t in f16 q8_0 q4_0; do
-    f="$BENCH_DIR/$tag-$t.gguf"
-    for i in $(seq "$RUNS"); do
+bws=$(mktemp)
+trap 'rm -f "$results" "$bws"' EXIT
+if [ -n "${LLAMA_BENCH:-}" ] && [ ! -x "$LLAMA_BENCH" ]; then
+    echo "LLAMA_BENCH=$LLAMA_BENCH is not executable; skipping llama.cpp" >&2
+    LLAMA_BENCH=
+fi
+# Rounds interleave the engines and the bandwidth probe, so a noisy
+# neighbour weighs on all of them alike.
+for i in $(seq "$RUNS"); do
+    measure_bw >>"$bws"
+    for t in f16 q8_0 q4_0; do
+        f="$BENCH_DIR/$tag-$t.gguf"
         j=$("$WARD" bench --model "$f" -p 128 -n 64 --threads "$THREADS" --json)
         echo "ward $t $j" >>"$results"
-    done
-    if [ -n "${LLAMA_BENCH:-}" ]; then
-        if [ -x "$LLAMA_BENCH" ]; then
+        if [ -n "${LLAMA_BENCH:-}" ]; then
             j=$("$LLAMA_BENCH" -m "$f" -t "$THREADS" -p 128 -n 64 -o json 2>/dev/null | tr -d '\n')
             echo "llama $t $j" >>"$results"
-        else
-            echo "LLAMA_BENCH=$LLAMA_BENCH is not executable; skipping llama.cpp" >&2
         fi
-    fi
+    done
+    echo "round $i/$RUNS done (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
+measure_bw >>"$bws"
+BW=$(sort -n "$bws" | "$PY" -c 'import statistics,sys; print(statistics.median(float(l) for l in sys.stdin))')
+echo "read bandwidth ($THREADS threads, median of $((RUNS + 1)) probes): $BW GB/s"
 
 "$PY" - "$results" "$BW" "$embd_elems" <<'PYEOF'
 import json, os, statistics, sys
@@ -97,10 +108,13 @@ for line in open(path):
     else:
         try:
             rows = json.loads(js)
-            pp = [r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0]
-            tg = [r["avg_ts"] for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0]
-            llama[t] = (pp[0] if pp else 0.0, tg[0] if tg else 0.0)
-        except (ValueError, KeyError, TypeError):
+            if isinstance(rows, dict):   # a harness printing {"pp_tok_s": .., "tg_tok_s": ..}
+                pp, tg = [rows["pp_tok_s"]], [rows["tg_tok_s"]]
+            else:                        # llama-bench -o json
+                pp = [r["avg_ts"] for r in rows if r.get("n_prompt", 0) > 0 and r.get("n_gen", 0) == 0]
+                tg = [r["avg_ts"] for r in rows if r.get("n_gen", 0) > 0 and r.get("n_prompt", 0) == 0]
+            llama.setdefault(t, []).append((pp[0] if pp else 0.0, tg[0] if tg else 0.0))
+        except (ValueError, KeyError, TypeError, IndexError):
             print("could not parse llama-bench output for", t, file=sys.stderr)
 print()
 hdr = "%-5s %9s %10s %10s %11s %9s" % ("type", "GiB", "pp tok/s", "tg tok/s", "decode GB/s", "roofline")
@@ -118,7 +132,8 @@ for t in ("f16", "q8_0", "q4_0"):
     gbs = per_tok * tg / 1e9
     line = "%-5s %9.2f %10.1f %10.1f %11.1f %8.0f%%" % (t.upper(), wb / 2**30, pp, tg, gbs, 100 * gbs / bw)
     if t in llama:
-        lp, lt = llama[t]
+        lp = statistics.median(r[0] for r in llama[t])
+        lt = statistics.median(r[1] for r in llama[t])
         line += " %12.1f %12.1f %8.2f %8.2f" % (lp, lt, pp / lp if lp else 0, tg / lt if lt else 0)
     print(line)
 print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / %.1f GB/s)" % (len(ward.get("f16", [])), bw))

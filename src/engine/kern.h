@@ -102,8 +102,8 @@ int kern_has_fused(const kern_ops *k, uint32_t type);
 /* 1 if the type has an integer (Q8-activation) kernel at this level, else 0. */
 int kern_has_q8(const kern_ops *k, uint32_t type);
 
-/* ---- Packed weights (AVX-512 VNNI) ----
- * Q4_0 and Q8_0 matrices with a multiple of KERN_PACK_ROWS rows can be
+/* ---- Packed weights (AVX-512; VNNI for the integer types) ----
+ * Q4_0, Q8_0 and F16 matrices with a multiple of KERN_PACK_ROWS rows can be
  * copied at load time into groups of 16 interleaved rows (kern_pack.c has
  * the layout; same size as the original, group g at g * 16 * row_bytes).
  * Their kernel needs no horizontal sums and unpacks each weight byte once
@@ -115,9 +115,9 @@ int kern_has_q8(const kern_ops *k, uint32_t type);
 
 /* 1 if this CPU can use packed weights of this type and shape. */
 int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1);
-/* 1 if the kernels of level k can use packed weights (else the caller uses
- * the row-major data). */
-int kern_pack_usable(const kern_ops *k);
+/* 1 if the kernels of level k can use packed weights of this type (else
+ * the caller uses the row-major data). */
+int kern_pack_usable(const kern_ops *k, uint32_t type);
 /* Packs nr rows (nr % KERN_PACK_ROWS == 0) of n elements, row_bytes each,
  * from src into dst (nr * row_bytes bytes). Requires kern_pack_supported. */
 void kern_pack(uint32_t type, const void *src, size_t row_bytes, size_t n, size_t nr, void *dst);
@@ -130,6 +130,11 @@ void kern_pack_quantize(const float *x, size_t n, void *dst);
  * packed points at a group start. 0, or -1 (type, shape). */
 int kern_pack_gemm(uint32_t type, const void *packed, size_t row_bytes, int nr, size_t n, const void *xq,
                    size_t ldxq, int nt, float *y, size_t ldy);
+/* The same for packed F16 weights on f32 activations x (row t at x + t * ldx):
+ * per output, two partial sums (even and odd k, each in k order) added at
+ * the end, at every tile shape. */
+int kern_pack_gemm_f16(const void *packed, size_t row_bytes, int nr, size_t n, const float *x, size_t ldx, int nt,
+                       float *y, size_t ldy);
 
 /* Scalar reference of the activation quantization of one block of
  * KERN_Q8_BLOCK values (see "Q8 activations"): q[] and the scale dx. Every

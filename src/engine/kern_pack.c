@@ -1,5 +1,10 @@
 /* kern_pack: Q4_0 and Q8_0 weights interleaved by groups of 16 rows, for
- * the AVX-512 VNNI integer path. See kern.h "Packed weights".
+ * the AVX-512 VNNI integer path, and F16 weights likewise for AVX-512 f32
+ * FMAs. See kern.h "Packed weights".
+ *
+ * F16: a group is n steps of 32 bytes, the 16 rows' element k (row order);
+ * one vcvtph2ps gives a vector whose lanes are rows, multiplied by a
+ * broadcast x[k]. The rest of this comment is about the integer types.
  *
  * Layout of one group (16 rows) and block b (32 elements), in block order,
  * groups one after the other (so the packed matrix has the size of the
@@ -26,6 +31,7 @@
 
 #define KP_ROWS KERN_PACK_ROWS
 #define KP_ROW_ALIGN 64
+#define KP_F16_TILE 64 /* elements per row pass when packing F16: 16 x 128 B read, 2 KiB written */
 #define KP_CMAX 8 /* tokens per tile: 8 int + 8 float accumulators + operands < 32 zmm */
 
 static size_t kp_block_bytes(uint32_t type) { return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q8_0 ? 34 : 0; }
@@ -33,30 +39,45 @@ static size_t kp_block_bytes(uint32_t type) { return type == GGML_T_Q4_0 ? 18 : 
 int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
 {
 #if defined(__x86_64__)
-    const cpu_features *f = cpu_get_features();
-    return kp_block_bytes(type) != 0 && ne0 > 0 && ne0 % KERN_Q8_BLOCK == 0 && ne1 > 0 && ne1 % KP_ROWS == 0 &&
-           cpu_detected_level() >= CPU_LEVEL_AVX512 && f->avx512_vnni;
+    if (ne0 == 0 || ne1 == 0 || ne1 % KP_ROWS != 0 || cpu_detected_level() < CPU_LEVEL_AVX512)
+        return 0;
+    if (type == GGML_T_F16)
+        return 1;
+    return kp_block_bytes(type) != 0 && ne0 % KERN_Q8_BLOCK == 0 && cpu_get_features()->avx512_vnni;
 #else
     (void)type, (void)ne0, (void)ne1;
     return 0;
 #endif
 }
 
-int kern_pack_usable(const kern_ops *k)
+int kern_pack_usable(const kern_ops *k, uint32_t type)
 {
 #if defined(__x86_64__)
-    return k->level == CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
+    return k->level == CPU_LEVEL_AVX512 && (type == GGML_T_F16 || cpu_get_features()->avx512_vnni);
 #else
-    (void)k;
+    (void)k, (void)type;
     return 0;
 #endif
 }
 
 void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, void *dst)
 {
-    const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, nq = bb - 2; /* quant bytes per block */
     const uint8_t *s = src;
     uint8_t *d = dst;
+    if (type == GGML_T_F16) { /* element k of the group's 16 rows together, in tiles of KP_F16_TILE k */
+        for (size_t g = 0; g < nr / KP_ROWS; g++)
+            for (size_t k0 = 0; k0 < n; k0 += KP_F16_TILE) {
+                const size_t k1 = n - k0 < KP_F16_TILE ? n : k0 + KP_F16_TILE;
+                for (size_t r = 0; r < KP_ROWS; r++) {
+                    const uint8_t *row = s + (g * KP_ROWS + r) * rb;
+                    uint8_t *o = d + g * KP_ROWS * rb + 2 * r;
+                    for (size_t k = k0; k < k1; k++)
+                        memcpy(o + k * 2 * KP_ROWS, row + 2 * k, 2);
+                }
+            }
+        return;
+    }
+    const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, nq = bb - 2; /* quant bytes per block */
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
             uint8_t *o = d + g * KP_ROWS * rb + b * KP_ROWS * bb;
@@ -213,7 +234,78 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     return 0;
 }
 
+/* F16: 16 rows x C tokens on f32 activations. Two accumulators per token
+ * (even and odd k) keep two FMA chains in flight in decode; the same split
+ * at every tile shape, summed once at the end. */
+#define KPF_CMAX 8
+#define KPF_PREFETCH 2048 /* bytes ahead in the group's stream */
+
+KPI void kpf_tile(const int C, size_t n, const uint8_t *g, const float *x, size_t ldx, float *y, size_t ldy)
+{
+    __m512 a0[KPF_CMAX], a1[KPF_CMAX];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        a0[c] = a1[c] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 2 <= n; k += 2) {
+        const uint8_t *p = g + k * 2 * KP_ROWS;
+        _mm_prefetch((const char *)p + KPF_PREFETCH, _MM_HINT_T0);
+        const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+        const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            a0[c] = _mm512_fmadd_ps(w0, _mm512_set1_ps(x[(size_t)c * ldx + k]), a0[c]);
+            a1[c] = _mm512_fmadd_ps(w1, _mm512_set1_ps(x[(size_t)c * ldx + k + 1]), a1[c]);
+        }
+    }
+    if (k < n) {
+        const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + k * 2 * KP_ROWS)));
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            a0[c] = _mm512_fmadd_ps(w0, _mm512_set1_ps(x[(size_t)c * ldx + k]), a0[c]);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + (size_t)c * ldy, _mm512_add_ps(a0[c], a1[c]));
+}
+
+#define KPF_CASE(C_)                                                                                         \
+    case C_:                                                                                                 \
+        kpf_tile(C_, n, g, x, ldx, y, ldy);                                                                  \
+        break
+
+static KPT void kpf_any(int C, size_t n, const uint8_t *g, const float *x, size_t ldx, float *y, size_t ldy)
+{
+    switch (C) {
+        KPF_CASE(1); KPF_CASE(2); KPF_CASE(3); KPF_CASE(4); KPF_CASE(5); KPF_CASE(6); KPF_CASE(7); KPF_CASE(8);
+    default:
+        break;
+    }
+}
+
+KPT int kern_pack_gemm_f16(const void *packed, size_t rb, int nr, size_t n, const float *x, size_t ldx, int nt,
+                           float *y, size_t ldy)
+{
+    if (nr % KP_ROWS != 0)
+        return -1;
+    const uint8_t *p = packed;
+    for (int g = 0; g < nr / KP_ROWS; g++)
+        for (int c0 = 0; c0 < nt; c0 += KPF_CMAX) {
+            const int C = nt - c0 < KPF_CMAX ? nt - c0 : KPF_CMAX;
+            kpf_any(C, n, p + (size_t)g * KP_ROWS * rb, x + (size_t)c0 * ldx, ldx, y + (size_t)c0 * ldy + g * KP_ROWS,
+                    ldy);
+        }
+    return 0;
+}
+
 #else
+
+int kern_pack_gemm_f16(const void *packed, size_t rb, int nr, size_t n, const float *x, size_t ldx, int nt,
+                       float *y, size_t ldy)
+{
+    (void)packed, (void)rb, (void)nr, (void)n, (void)x, (void)ldx, (void)nt, (void)y, (void)ldy;
+    return -1;
+}
 
 void kern_pack_quantize(const float *x, size_t n, void *dst)
 {

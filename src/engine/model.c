@@ -9,10 +9,14 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/kern.h"
 #include "engine/ops.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define MODEL_KEY_MAX 128   /* "<arch>.attention.layer_norm_rms_epsilon" etc. */
@@ -469,22 +473,63 @@ static int load_tensors(model *m, char *err, size_t errlen)
 #define MODEL_LAYER_MATRICES 7 /* q, k, v, o, gate, up, down */
 #define MODEL_HUGE_ALIGN ((size_t)2 << 20) /* lets the kernel back big copies with 2 MiB pages (fewer TLB misses) */
 
-static void pack_one(model *m, model_weight *w)
+#define MODEL_PACK_THREADS_MAX 16            /* first-touch zeroing and copying scale to a few threads */
+#define MODEL_PACK_CHUNK ((size_t)4 << 20)   /* bytes of one packing job: fine enough to balance */
+
+/* One packing job: groups [g0, g1) of a matrix. */
+typedef struct {
+    model_weight *w;
+    void *dst;
+    size_t g0, g1;
+} pack_job;
+
+typedef struct {
+    pack_job *jobs;
+    size_t n_jobs;
+    _Atomic size_t next;
+} pack_work;
+
+static void *pack_thread(void *arg)
+{
+    pack_work *pw = arg;
+    for (size_t i; (i = atomic_fetch_add(&pw->next, 1)) < pw->n_jobs;) {
+        const pack_job *j = &pw->jobs[i];
+        const size_t off = j->g0 * KERN_PACK_ROWS * j->w->row_bytes;
+        kern_pack(j->w->type, (const char *)j->w->data + off, j->w->row_bytes, (size_t)j->w->ne0,
+                  (j->g1 - j->g0) * KERN_PACK_ROWS, (char *)j->dst + off);
+    }
+    return NULL;
+}
+
+/* Allocates w's packed copy and appends its jobs; 0, or -1 (skip w). */
+static int pack_plan(model *m, model_weight *w, pack_job **jobs, size_t *n_jobs, size_t *cap)
 {
     if (!kern_pack_supported(w->type, w->ne0, w->ne1) || w->ne1 > SIZE_MAX / w->row_bytes)
-        return;
-    const size_t bytes = (size_t)w->ne1 * w->row_bytes;
-    void *dst = NULL;
+        return -1;
+    const size_t bytes = (size_t)w->ne1 * w->row_bytes, group = KERN_PACK_ROWS * w->row_bytes;
     const size_t align = bytes >= MODEL_HUGE_ALIGN ? MODEL_HUGE_ALIGN : 64;
+    const size_t per_job = MODEL_PACK_CHUNK / group ? MODEL_PACK_CHUNK / group : 1, n_groups = w->ne1 / KERN_PACK_ROWS;
+    const size_t need = (n_groups + per_job - 1) / per_job;
+    if (*n_jobs + need > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 256) + need;
+        pack_job *nj = realloc(*jobs, nc * sizeof *nj);
+        if (!nj)
+            return -1;
+        *jobs = nj;
+        *cap = nc;
+    }
+    void *dst = NULL;
     if (posix_memalign(&dst, align, (bytes + align - 1) / align * align) != 0)
-        return;
+        return -1;
 #ifdef MADV_HUGEPAGE
     if (align == MODEL_HUGE_ALIGN)
         madvise(dst, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
 #endif
-    kern_pack(w->type, w->data, w->row_bytes, (size_t)w->ne0, (size_t)w->ne1, dst);
+    for (size_t g = 0; g < n_groups; g += per_job)
+        (*jobs)[(*n_jobs)++] = (pack_job){w, dst, g, g + per_job < n_groups ? g + per_job : n_groups};
     w->packed = dst;
     m->packed[m->n_packed++] = dst;
+    return 0;
 }
 
 static void pack_weights(model *m)
@@ -492,13 +537,43 @@ static void pack_weights(model *m)
     m->packed = calloc(1 + (size_t)MODEL_LAYER_MATRICES * m->hp.n_layer, sizeof *m->packed);
     if (!m->packed)
         return;
-    pack_one(m, &m->output);
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        model_layer *L = &m->layers[l];
-        model_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-            pack_one(m, ws[i]);
+    const uint64_t t0 = clock_mono_ns();
+    size_t bytes = 0, n_jobs = 0, cap = 0;
+    pack_job *jobs = NULL;
+    for (uint32_t l = 0; l <= m->hp.n_layer; l++) {
+        model_weight *ws[MODEL_LAYER_MATRICES] = {&m->output};
+        size_t n = 1;
+        if (l < m->hp.n_layer) {
+            model_layer *L = &m->layers[l];
+            model_weight *lw[MODEL_LAYER_MATRICES] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            memcpy(ws, lw, sizeof lw);
+            n = MODEL_LAYER_MATRICES;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (pack_plan(m, ws[i], &jobs, &n_jobs, &cap) == 0)
+                bytes += (size_t)ws[i]->ne1 * ws[i]->row_bytes;
     }
+    /* The copies' first touch (the kernel zeroes each new page: most of the
+     * cost in a VM) and the shuffling both spread over the CPUs. */
+    pack_work pw = {.jobs = jobs, .n_jobs = n_jobs};
+    atomic_init(&pw.next, 0);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nth = ncpu < 1 ? 1 : ncpu > MODEL_PACK_THREADS_MAX ? MODEL_PACK_THREADS_MAX : (size_t)ncpu;
+    if (nth > n_jobs)
+        nth = n_jobs ? n_jobs : 1;
+    pthread_t th[MODEL_PACK_THREADS_MAX];
+    size_t started = 0;
+    for (size_t i = 1; i < nth; i++)
+        if (pthread_create(&th[started], NULL, pack_thread, &pw) == 0)
+            started++;
+    pack_thread(&pw);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    free(jobs);
+    if (m->n_packed)
+        log_pack(LOG_INFO, "ward.engine", "weights packed for the AVX-512 kernels", "{s:I,s:I,s:I,s:I}", "matrices",
+                 (json_int_t)m->n_packed, "mib", (json_int_t)(bytes >> 20), "threads", (json_int_t)nth, "ms",
+                 (json_int_t)((clock_mono_ns() - t0) / 1000000));
 }
 
 static model *load_from(gguf_file *g, const model_params *params, char *err, size_t errlen)

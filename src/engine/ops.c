@@ -416,7 +416,10 @@ static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
     const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
     const char *src = (const char *)w->data + r0 * w->row_bytes;
     float *y = t->y + r0;
-    if (t->packed) {
+    if (t->packed && w->type == GGML_T_F16) {
+        kern_pack_gemm_f16((const char *)w->packed + r0 * w->row_bytes, w->row_bytes, (int)nr, n_in, t->x, n_in,
+                           t->n_tok, y, n_out);
+    } else if (t->packed) {
         kern_pack_gemm(w->type, (const char *)w->packed + r0 * w->row_bytes, w->row_bytes, (int)nr, n_in, t->xq,
                        t->ldxq, t->n_tok, y, n_out);
     } else if (t->xq) {
@@ -460,7 +463,7 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
     matmul_task t = {.w = w, .bias = bias, .x = x, .n_tok = n_tok, .y = y, .pool = p, .k = k};
     t.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
     if (kern_has_q8(k, w->type) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
-        const int packed = w->packed && kern_pack_usable(k);
+        const int packed = w->packed && kern_pack_usable(k, w->type);
         const size_t rowb = packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
         void *xq = (size_t)n_tok <= SIZE_MAX / rowb ? pool_xq(p, rowb * (size_t)n_tok) : NULL;
         if (xq) {
@@ -475,8 +478,10 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
             t.ldxq = rowb;
         }
     }
+    if (w->type == GGML_T_F16 && w->packed && kern_pack_usable(k, w->type))
+        t.packed = 1; /* f32 activations, no quantization */
     size_t chunk;
-    if ((t.xq || t.fused) && n_tok <= KERN_FUSED_MAX_TOK) {
+    if ((t.xq || t.fused || t.packed) && n_tok <= KERN_FUSED_MAX_TOK) {
         /* Decode: long runs of rows. The kernel prefetches each tile's
          * successor, so only the first tile of a chunk waits on memory:
          * 1/16 of them with 16 chunks per thread (still enough to balance). */
@@ -484,7 +489,7 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
         chunk = n_out / (OPS_DECODE_CHUNKS * nth) / KERN_PACK_ROWS * KERN_PACK_ROWS;
         if (chunk < OPS_FUSED_CHUNK_ROWS)
             chunk = OPS_FUSED_CHUNK_ROWS;
-    } else if (t.xq) {
+    } else if (t.xq || t.packed) {
         chunk = OPS_Q8_CHUNK_ROWS;
     } else {
         /* As many rows as fit the panel (a multiple of 4, the GEMM tile), at

@@ -223,13 +223,14 @@ static void test_pack(void **s)
     (void)s;
     if (!kern_pack_supported(GGML_T_Q4_0, 64, 16)) {
         printf("packed weights: this CPU has no AVX-512 VNNI, nothing to check\n");
-        assert_false(kern_pack_usable(kern_get()));
+        assert_false(kern_pack_usable(kern_get(), GGML_T_Q4_0));
         return;
     }
     assert_false(kern_pack_supported(GGML_T_Q4_0, 64, 24)); /* not whole groups */
     assert_false(kern_pack_supported(GGML_T_Q4_0, 48, 16)); /* not whole blocks */
     assert_false(kern_pack_supported(GGML_T_Q5_0, 64, 16)); /* no packed kernel */
-    assert_false(kern_pack_supported(GGML_T_F16, 64, 16));
+    assert_false(kern_pack_supported(GGML_T_BF16, 64, 16));
+    assert_false(kern_pack_supported(GGML_T_F16, 64, 8));
     assert_true(kern_pack_supported(GGML_T_Q8_0, 64, 16));
     static const size_t NS[] = {32, 96, MAX_N};
     static const int NTS[] = {1, 4, 7, 8, 9, 17, MAX_TOK};
@@ -311,6 +312,62 @@ static void test_matmul_packed(void **s)
     ops_pool_free(p3);
 }
 
+/* Packed F16: values within f32 rounding of a double dot, the same bits in
+ * any batch, any thread count (ops_matmul) and row group range. */
+static void test_pack_f16(void **s)
+{
+    (void)s;
+    if (!kern_pack_supported(GGML_T_F16, 16, 16)) {
+        printf("packed F16: skipped (no AVX-512)\n");
+        return;
+    }
+    enum { N = 333, TOK = 19 }; /* odd n: the last k has no pair */
+    size_t rb;
+    float *src = malloc(sizeof *src * N), *x = malloc(sizeof *x * N * TOK);
+    float *ya = malloc(sizeof *ya * MAX_ROWS * TOK), *yb = malloc(sizeof *yb * MAX_ROWS * TOK);
+    float *y1 = malloc(sizeof *y1 * MAX_ROWS), *deq = malloc(sizeof *deq * N);
+    rb = quant_row_bytes(GGML_T_F16, N);
+    uint8_t *w = malloc(rb * MAX_ROWS), *pk = malloc(rb * MAX_ROWS);
+    for (int r = 0; r < MAX_ROWS; r++) {
+        for (int i = 0; i < N; i++)
+            src[i] = frand();
+        assert_int_equal(quant_quantize_row(GGML_T_F16, src, w + (size_t)r * rb, N), 0);
+    }
+    for (size_t i = 0; i < (size_t)N * TOK; i++)
+        x[i] = frand();
+    kern_pack(GGML_T_F16, w, rb, N, MAX_ROWS, pk);
+    assert_int_equal(kern_pack_gemm_f16(pk, rb, MAX_ROWS, N, x, N, TOK, ya, MAX_ROWS), 0);
+    for (int k = 0; k < TOK; k++) {
+        for (int r = 0; r < MAX_ROWS; r++) {
+            assert_int_equal(quant_dequantize_row(GGML_T_F16, w + (size_t)r * rb, deq, N), 0);
+            double want = 0, mag = 0;
+            for (int i = 0; i < N; i++) {
+                want += (double)deq[i] * x[(size_t)k * N + (size_t)i];
+                mag += fabs((double)deq[i] * x[(size_t)k * N + (size_t)i]);
+            }
+            assert_true(fabs(ya[(size_t)k * MAX_ROWS + r] - want) <= REL_TOL * mag);
+        }
+        assert_int_equal(kern_pack_gemm_f16(pk, rb, MAX_ROWS, N, x + (size_t)k * N, N, 1, y1, MAX_ROWS), 0);
+        assert_memory_equal(y1, ya + (size_t)k * MAX_ROWS, sizeof *y1 * MAX_ROWS);
+    }
+    assert_int_equal(kern_pack_gemm_f16(pk + 16 * rb, rb, MAX_ROWS - 16, N, x, N, 1, y1, MAX_ROWS), 0);
+    assert_memory_equal(y1, ya + 16, sizeof *y1 * (MAX_ROWS - 16));
+    assert_int_equal(kern_pack_gemm_f16(pk, rb, 8, N, x, N, 1, y1, MAX_ROWS), -1);
+    /* through ops_matmul: 1 and 3 threads, whole batch and one token */
+    char err[128];
+    ops_pool *p1 = ops_pool_new(1, OPS_MATMUL_ROWS * N, err, sizeof err), *p3 = ops_pool_new(3, OPS_MATMUL_ROWS * N, err, sizeof err);
+    assert_non_null(p1);
+    assert_non_null(p3);
+    model_weight mw = {.data = w, .type = GGML_T_F16, .ne0 = N, .ne1 = MAX_ROWS, .row_bytes = rb, .name = "w", .packed = pk};
+    ops_matmul(p3, &mw, NULL, x, TOK, yb);
+    assert_memory_equal(ya, yb, sizeof *ya * MAX_ROWS * TOK);
+    ops_matmul(p1, &mw, NULL, x + N, 1, y1);
+    assert_memory_equal(y1, ya + MAX_ROWS, sizeof *y1 * MAX_ROWS);
+    ops_pool_free(p1);
+    ops_pool_free(p3);
+    free(src), free(x), free(ya), free(yb), free(y1), free(deq), free(w), free(pk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_q8_edge_blocks),
         cmocka_unit_test(test_pack),
         cmocka_unit_test(test_matmul_packed),
+        cmocka_unit_test(test_pack_f16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
