@@ -685,9 +685,12 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
         const model_layer *L = model_get_layer(m, l);
         for (int r = 0; r < n; r++)
             ops_rmsnorm(e->xn + (size_t)r * E, e->x + (size_t)r * E, L->attn_norm, E, hp->rms_eps);
-        ops_matmul(e->pool, &L->wq, L->bq, e->xn, n, e->q);
-        ops_matmul(e->pool, &L->wk, L->bk, e->xn, n, e->k);
-        ops_matmul(e->pool, &L->wv, L->bv, e->xn, n, e->v);
+        {
+            const model_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+            const float *bs[3] = {L->bq, L->bk, L->bv};
+            float *ys[3] = {e->q, e->k, e->v};
+            ops_matmul_n(e->pool, 3, ws, bs, e->xn, n, ys);
+        }
         for (int r = 0; r < n; r++) {
             const float *cs = e->cs + (size_t)r * hp->n_rot;
             ops_rope(e->q + (size_t)r * e->QD, (int)hp->n_head, (int)hp->head_dim, (int)hp->n_rot, cs,
@@ -705,8 +708,12 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
 
         for (int r = 0; r < n; r++)
             ops_rmsnorm(e->xn + (size_t)r * E, e->x + (size_t)r * E, L->ffn_norm, E, hp->rms_eps);
-        ops_matmul(e->pool, &L->w_gate, NULL, e->xn, n, e->g);
-        ops_matmul(e->pool, &L->w_up, NULL, e->xn, n, e->u);
+        {
+            const model_weight *ws[2] = {&L->w_gate, &L->w_up};
+            const float *bs[2] = {NULL, NULL};
+            float *ys[2] = {e->g, e->u};
+            ops_matmul_n(e->pool, 2, ws, bs, e->xn, n, ys);
+        }
         ops_silu_mul(e->g, e->u, (size_t)n * e->F);
         ops_matmul(e->pool, &L->w_down, NULL, e->g, n, e->tmp);
         add_rows(e->x, e->tmp, (size_t)n * E);

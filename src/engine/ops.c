@@ -442,54 +442,46 @@ static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
                 y[(size_t)tk * n_out + r] += t->bias[r0 + r];
 }
 
+/* Several matrices of one step that read the same x (q/k/v, gate/up) run
+ * as one pool task: threads move on to the next matrix's chunks without
+ * waiting for each other, and x is quantized once. */
+#define OPS_MATMUL_MAX_FUSE 3
+
+typedef struct {
+    matmul_task t[OPS_MATMUL_MAX_FUSE];
+    int n;
+} matmul_group;
+
 static void matmul_worker(void *arg, int ith, int nth)
 {
     (void)nth;
-    matmul_task *t = arg;
-    const size_t n_out = (size_t)t->w->ne1;
-    for (;;) {
-        size_t r0 = atomic_fetch_add_explicit(&t->next, t->chunk, memory_order_relaxed);
-        if (r0 >= n_out)
-            break;
-        matmul_rows(t, ith, r0, n_out - r0 < t->chunk ? n_out - r0 : t->chunk);
+    matmul_group *g = arg;
+    for (int i = 0; i < g->n; i++) {
+        matmul_task *t = &g->t[i];
+        const size_t n_out = (size_t)t->w->ne1;
+        for (;;) {
+            size_t r0 = atomic_fetch_add_explicit(&t->next, t->chunk, memory_order_relaxed);
+            if (r0 >= n_out)
+                break;
+            matmul_rows(t, ith, r0, n_out - r0 < t->chunk ? n_out - r0 : t->chunk);
+        }
     }
 }
 
-void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
-                const float *x, int n_tok, float *y)
+/* Rows per grab for t (its path already chosen). */
+static size_t matmul_chunk(const ops_pool *p, const matmul_task *t)
 {
-    const kern_ops *k = kern_get(); /* one level for the whole call */
-    const size_t n_in = (size_t)w->ne0, n_out = (size_t)w->ne1;
-    matmul_task t = {.w = w, .bias = bias, .x = x, .n_tok = n_tok, .y = y, .pool = p, .k = k};
-    t.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
-    if (kern_has_q8(k, w->type) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
-        const int packed = w->packed && kern_pack_usable(k, w->type);
-        const size_t rowb = packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
-        void *xq = (size_t)n_tok <= SIZE_MAX / rowb ? pool_xq(p, rowb * (size_t)n_tok) : NULL;
-        if (xq) {
-            quant_task q = {.quantize = packed ? kern_pack_quantize : k->q8_quantize,
-                            .x = x, .n = n_in, .n_tok = n_tok, .xq = xq, .ldxq = rowb};
-            t.packed = packed;
-            if (n_tok >= OPS_Q8_PAR_TOKENS)
-                ops_pool_run(p, quant_worker, &q);
-            else
-                quant_worker(&q, 0, 1);
-            t.xq = xq;
-            t.ldxq = rowb;
-        }
-    }
-    if (w->type == GGML_T_F16 && w->packed && kern_pack_usable(k, w->type))
-        t.packed = 1; /* f32 activations, no quantization */
+    const size_t n_in = (size_t)t->w->ne0, n_out = (size_t)t->w->ne1, nth = (size_t)ops_pool_n_threads(p);
     size_t chunk;
-    if ((t.xq || t.fused || t.packed) && n_tok <= KERN_FUSED_MAX_TOK) {
-        /* Decode: long runs of rows. The kernel prefetches each tile's
-         * successor, so only the first tile of a chunk waits on memory:
-         * 1/16 of them with 16 chunks per thread (still enough to balance). */
-        const size_t nth = (size_t)ops_pool_n_threads(p);
+    if ((t->xq || t->fused || t->packed) && t->n_tok <= KERN_FUSED_MAX_TOK) {
+        /* Decode: long runs of rows. The kernels stream a chunk in address
+         * order (row-major ones prefetch each tile's successor), so only
+         * the start of a chunk waits on memory; 4 per thread still balance
+         * (16 measured slower, 2 the same). */
         chunk = n_out / (OPS_DECODE_CHUNKS * nth) / KERN_PACK_ROWS * KERN_PACK_ROWS;
         if (chunk < OPS_FUSED_CHUNK_ROWS)
             chunk = OPS_FUSED_CHUNK_ROWS;
-    } else if (t.xq || t.packed) {
+    } else if (t->xq || t->packed) {
         chunk = OPS_Q8_CHUNK_ROWS;
     } else {
         /* As many rows as fit the panel (a multiple of 4, the GEMM tile), at
@@ -500,12 +492,62 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
             chunk = OPS_MATMUL_ROWS;
     }
     /* Leave every thread a few chunks so none idles at the end. */
-    const size_t nth = (size_t)ops_pool_n_threads(p);
-    while (chunk > (t.packed ? KERN_PACK_ROWS : 4) && n_out / chunk < 4 * nth)
+    while (chunk > (t->packed ? KERN_PACK_ROWS : 4) && n_out / chunk < 4 * nth)
         chunk /= 2;
-    if (t.packed) /* whole row groups */
+    if (t->packed) /* whole row groups */
         chunk = chunk < KERN_PACK_ROWS ? KERN_PACK_ROWS : chunk / KERN_PACK_ROWS * KERN_PACK_ROWS;
-    t.chunk = chunk;
-    atomic_init(&t.next, 0);
-    ops_pool_run(p, matmul_worker, &t);
+    return chunk;
+}
+
+void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const float *const *biases, const float *x,
+                  int n_tok, float *const *ys)
+{
+    const model_weight *w = ws[0];
+    int same = nw >= 1 && nw <= OPS_MATMUL_MAX_FUSE;
+    for (int i = 1; same && i < nw; i++)
+        same = ws[i]->type == w->type && ws[i]->ne0 == w->ne0 && !ws[i]->packed == !w->packed;
+    if (!same) {
+        for (int i = 0; i < nw; i++)
+            ops_matmul_n(p, 1, &ws[i], &biases[i], x, n_tok, &ys[i]);
+        return;
+    }
+    const kern_ops *k = kern_get(); /* one level for the whole call */
+    const size_t n_in = (size_t)w->ne0;
+    matmul_task t0 = {.x = x, .n_tok = n_tok, .pool = p, .k = k};
+    t0.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
+    if (kern_has_q8(k, w->type) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
+        const int packed = w->packed && kern_pack_usable(k, w->type);
+        const size_t rowb = packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
+        void *xq = (size_t)n_tok <= SIZE_MAX / rowb ? pool_xq(p, rowb * (size_t)n_tok) : NULL;
+        if (xq) {
+            quant_task q = {.quantize = packed ? kern_pack_quantize : k->q8_quantize,
+                            .x = x, .n = n_in, .n_tok = n_tok, .xq = xq, .ldxq = rowb};
+            t0.packed = packed;
+            if (n_tok >= OPS_Q8_PAR_TOKENS)
+                ops_pool_run(p, quant_worker, &q);
+            else
+                quant_worker(&q, 0, 1);
+            t0.xq = xq;
+            t0.ldxq = rowb;
+        }
+    }
+    if (w->type == GGML_T_F16 && w->packed && kern_pack_usable(k, w->type))
+        t0.packed = 1; /* f32 activations, no quantization */
+    matmul_group g = {.n = nw};
+    for (int i = 0; i < nw; i++) {
+        matmul_task *t = &g.t[i];
+        *t = t0;
+        t->w = ws[i];
+        t->bias = biases[i];
+        t->y = ys[i];
+        t->chunk = matmul_chunk(p, t);
+        atomic_init(&t->next, 0);
+    }
+    ops_pool_run(p, matmul_worker, &g);
+}
+
+void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
+                const float *x, int n_tok, float *y)
+{
+    ops_matmul_n(p, 1, &w, &bias, x, n_tok, &y);
 }

@@ -55,6 +55,13 @@ int ops_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
 void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
                 const float *x, int n_tok, float *y);
 
+/* ops_matmul for nw (<= 3) matrices on the same x (q/k/v, gate/up): ys[i] =
+ * ws[i] x (+ biases[i]), the same bits as nw separate calls. Matrices of one
+ * type, row length and packing run as a single pool task (no wait between
+ * them, x quantized once); otherwise they run one by one. */
+void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const float *const *biases, const float *x,
+                  int n_tok, float *const *ys);
+
 /* Dot product of two f32 vectors (the inner loop of matmul and attention).
  * SIMD at the level kern.h dispatches to; the same (a, b) always gives the
  * same bits within one process. */
