@@ -17,7 +17,9 @@
 #
 # Environment: BENCH_DIR (models; default /tmp/ward-bench), BUILD_DIR (default
 # build-serving), THREADS (default 2), REQS (requests per client, default 2),
-# LEVELS (default "1 4 8"), SMALL=1 (a tiny model: checks the script in seconds).
+# LEVELS (default "1 4 8"), PROMPT_TOKENS (default 130), OUTPUT_TOKENS (default
+# 64), WARD_ARGS (more `ward serve` flags), SMALL=1 (a tiny model: checks the
+# script in seconds).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,7 +79,8 @@ trap cleanup EXIT
 run_levels() { # name url model
     for c in $LEVELS; do
         j=$("$PY" "$SRC/bench/loadgen.py" --url "$2" --model "$3" --concurrency "$c" --requests-per-client "$REQS" \
-            --prompt-tokens 130 --output-tokens 64 --vocab-hi "$vocab" --json) || true
+            --prompt-tokens "${PROMPT_TOKENS:-130}" --output-tokens "${OUTPUT_TOKENS:-64}" --vocab-hi "$vocab" \
+            --json) || true
         echo "$1 $j" >>"$results"
         echo "$1 c=$c: $j"
     done
@@ -86,7 +89,7 @@ run_levels() { # name url model
 port=$(free_port)
 echo "== ward serve on :$port"
 "$WARD" serve --model "$Q4" --host 127.0.0.1 --port "$port" --auth off --max-num-seqs 8 \
-    --engine-threads "$THREADS" --served-model-name bench 2>"$logs" &
+    --engine-threads "$THREADS" --served-model-name bench ${WARD_ARGS:-} 2>"$logs" &
 SERVER_PID=$!
 wait_up "http://127.0.0.1:$port" "$SERVER_PID"
 run_levels ward "http://127.0.0.1:$port" bench

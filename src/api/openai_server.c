@@ -1226,6 +1226,8 @@ int openai_serve_option(openai_params *p, const char *name, const char *val)
         return parse_pos(name, val, 1, ENGINE_MAX_SEQ, &p->max_num_seqs);
     if (strcmp(name, "--max-queue") == 0)
         return parse_pos(name, val, 1, 1000000, &p->max_queue);
+    if (strcmp(name, "--max-num-batched-tokens") == 0)
+        return parse_pos(name, val, 1, OAI_MAX_BATCHED_TOKENS, &p->max_num_batched_tokens);
     if (strcmp(name, "--engine-threads") == 0)
         return parse_pos(name, val, 1, ENGINE_MAX_THREADS, &p->threads);
     if (strcmp(name, "--kv-cache-mib") == 0)
@@ -1247,13 +1249,16 @@ void openai_serve_usage(FILE *f)
                "  --max-model-len N        context length per sequence (default: min(trained, 4096))\n"
                "  --max-num-seqs N         concurrent sequences / KV slots (default %d)\n"
                "  --max-queue N            waiting requests before 503 + Retry-After (default %d)\n"
+               "  --max-num-batched-tokens N  tokens per engine step: running decodes plus prompt\n"
+               "                           chunks (default %d); larger prefills prompts in fewer,\n"
+               "                           longer steps (decodes wait longer in each)\n"
                "  --engine-threads N       inference threads (default: online CPUs, at most 8)\n"
                "  --kv-cache-mib N         KV cache pool size (default: max-num-seqs full contexts);\n"
                "                           must hold one full context; when full, requests wait\n"
                "  --num-kv-blocks N        KV cache pool in blocks (overrides --kv-cache-mib)\n"
                "  --kv-block-size N        positions per KV block (default %d)\n"
                "  --chat-template NAME     chat template family (chatml, llama3, ...) or template text\n",
-            OAI_DEFAULT_MAX_NUM_SEQS, SCHED_DEFAULT_MAX_QUEUE, ENGINE_DEFAULT_KV_BLOCK);
+            OAI_DEFAULT_MAX_NUM_SEQS, SCHED_DEFAULT_MAX_QUEUE, SCHED_DEFAULT_STEP_TOKENS, ENGINE_DEFAULT_KV_BLOCK);
 }
 
 static void pick_name(openai_server *s, const openai_params *p)
@@ -1306,6 +1311,8 @@ openai_server *openai_server_open(const openai_params *p, char *err, size_t errl
     sched_params sp = sched_default_params();
     if (p->max_queue > 0)
         sp.max_queue = p->max_queue;
+    if (p->max_num_batched_tokens > 0)
+        sp.step_tokens = p->max_num_batched_tokens;
     /* end-of-generation ids from the vocabulary */
     int32_t nv = tokenizer_n_vocab(s->tok);
     for (int32_t id = 0; id < nv && sp.n_eog < SCHED_MAX_EOG; id++)

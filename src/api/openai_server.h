@@ -28,6 +28,7 @@
 #define OAI_DEFAULT_MAX_NUM_SEQS 4     /* KV slots: concurrent sequences on a small CPU */
 #define OAI_DEFAULT_RETRY_AFTER_S 1    /* Retry-After on 503 when the queue is full */
 #define OAI_MAX_SEQS_PER_REQUEST 64    /* prompts x best_of for one request: bounds one client's share */
+#define OAI_MAX_BATCHED_TOKENS 65536  /* tokens per step: bounds the step's activation buffers (n_tok x dims) */
 
 typedef struct openai_params {
     const char *model_path;        /* GGUF file (required) */
@@ -40,11 +41,13 @@ typedef struct openai_params {
     int num_kv_blocks;             /* KV pool blocks, overrides kv_cache_mib; 0: unset */
     int kv_block_size;             /* positions per KV block; 0: the engine's default */
     const char *chat_template;     /* family name or template text overriding the GGUF's; NULL: the GGUF's */
+    int max_num_batched_tokens;    /* tokens per scheduler step (vLLM's name); 0: the scheduler's default */
 } openai_params;
 
 void openai_default_params(openai_params *p);
 
 /* `ward serve` flags: --max-model-len N, --max-num-seqs N, --max-queue N,
+ * --max-num-batched-tokens N,
  * --engine-threads N, --kv-cache-mib N, --num-kv-blocks N, --kv-block-size N,
  * --chat-template NAME|TEXT. Returns 1 if applied, 0 if
  * not an api flag, -1 after printing one line about a bad value. val must

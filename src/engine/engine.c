@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/kern.h"
 #include "engine/ops.h"
 
 #define ENGINE_DEFAULT_CTX 4096     /* default slot size when the model allows it */
@@ -630,6 +631,7 @@ static void attn_worker(void *arg, int ith, int nth)
     const size_t n_items = (size_t)t->n_rows * hp->n_head;
     const size_t i0 = n_items * (size_t)ith / (size_t)nth, i1 = n_items * (size_t)(ith + 1) / (size_t)nth;
     float *scores = ops_pool_scratch(e->pool, ith);
+    const kern_ops *k = kern_get(); /* once: these calls are short (one head's dims) */
 
     for (size_t it = i0; it < i1; it++) {
         size_t r = it / hp->n_head;
@@ -642,7 +644,7 @@ static void attn_worker(void *arg, int ith, int nth)
             const float *kb = e->k_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
             int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
             for (int j = 0; j < jn; j++)
-                scores[j0 + j] = ops_dot_f32(q, kb + (size_t)j * e->KD, hd) * scale;
+                scores[j0 + j] = k->dot_f32(q, kb + (size_t)j * e->KD, hd) * scale;
         }
         ops_softmax(scores, (size_t)p + 1);
         float *out = e->att + r * e->QD + h * hd;
@@ -652,7 +654,7 @@ static void attn_worker(void *arg, int ith, int nth)
             int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
             for (int j = 0; j < jn; j++) {
                 const float *vj = vb + (size_t)j * e->KD;
-                ops_axpy_f32(scores[j0 + j], vj, out, hd);
+                k->axpy_f32(scores[j0 + j], vj, out, hd);
             }
         }
     }

@@ -5,10 +5,13 @@ api_model.py):
     256-token context), four sequences and a short queue: under 14
     concurrent requests every 200 answer equals the same request run alone,
     the others are 503 with Retry-After; the KV metrics are exported;
+    (prompts prefilled 7 tokens per step: --max-num-batched-tokens 7);
+    a bad --max-num-batched-tokens exits 2 naming the flag;
   - beam search (use_beam_search, best_of, n, length_penalty): n choices,
     deterministic, stream answered as one event; vLLM's validation kept.
 """
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -50,8 +53,9 @@ def test_pool_exhaustion(path):
             st, _, doc = post(w, body(i))
             C.eq(st, 200, "alone %d: 200" % i)
             alone[i] = doc["choices"][0]["text"] if st == 200 else None
+    # prompts prefilled in chunks of 7 tokens per step here: the same tokens
     args = ["--model", path, "--auth", "off", "--max-num-seqs", "4", "--max-queue", "4",
-            "--kv-block-size", "16", "--num-kv-blocks", "16"]
+            "--kv-block-size", "16", "--num-kv-blocks", "16", "--max-num-batched-tokens", "7"]
     with wardlib.start_ward(args) as w:
         out = {}
 
@@ -146,10 +150,19 @@ def test_beam_search(path):
         C.ok("beam width" in ((doc or {}).get("error") or {}).get("message", ""), "beam width error message")
 
 
+def test_bad_budget(path):
+    for v in ("0", "-3", "x", "70000"):
+        r = subprocess.run([wardlib.ward_bin(), "serve", "--model", path, "--auth", "off",
+                            "--max-num-batched-tokens", v], capture_output=True, text=True, timeout=30)
+        C.eq(r.returncode, 2, "--max-num-batched-tokens %s: exit 2" % v)
+        C.ok("--max-num-batched-tokens" in r.stderr, "--max-num-batched-tokens %s: says which flag" % v)
+
+
 def main():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "m.gguf")
         api_model.make_model(path)
+        test_bad_budget(path)
         test_pool_exhaustion(path)
         test_beam_search(path)
     C.done()

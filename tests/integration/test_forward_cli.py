@@ -101,6 +101,7 @@ def main():
             (["run", "--model", model, "--prompt-ids", "1", "--top-p", "0"], "top_p"),
             (["bench", "--model", model, "-p", "x"], "bad value for -p"),
             (["bench"], "--model is required"),
+            (["bench", "--model", model, "--parallel", "0"], "bad value for --parallel"),
         ]:
             r = run(*args)
             expect(r.returncode == 2 and needle in r.stderr,
@@ -125,6 +126,12 @@ def main():
             o = json.loads(r.stdout)
             expect(o["pp_tok_s"] > 0 and o["tg_tok_s"] > 0 and o["n_prompt"] == 16 and o["n_gen"] == 4,
                    "bench json: %r" % o)
+        # bench --parallel: several sequences per step
+        r = run("bench", "--model", model, "-p", "8", "-n", "4", "--threads", "2", "--parallel", "3", "--json")
+        expect(r.returncode == 0, "bench --parallel failed: " + r.stderr)
+        if r.returncode == 0:
+            o = json.loads(r.stdout)
+            expect(o["parallel"] == 3 and o["pp_tok_s"] > 0 and o["tg_tok_s"] > 0, "bench --parallel json: %r" % o)
 
     for f in FAILS:
         print("FAIL:", f)
