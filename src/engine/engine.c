@@ -643,8 +643,7 @@ static void attn_worker(void *arg, int ith, int nth)
         for (int j0 = 0; j0 <= p; j0 += e->bs) {
             const float *kb = e->k_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
             int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
-            for (int j = 0; j < jn; j++)
-                scores[j0 + j] = k->dot_f32(q, kb + (size_t)j * e->KD, hd) * scale;
+            k->dot_rows(q, kb, e->KD, jn, hd, scale, scores + j0);
         }
         ops_softmax(scores, (size_t)p + 1);
         float *out = e->att + r * e->QD + h * hd;
@@ -652,10 +651,7 @@ static void attn_worker(void *arg, int ith, int nth)
         for (int j0 = 0; j0 <= p; j0 += e->bs) {
             const float *vb = e->v_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
             int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
-            for (int j = 0; j < jn; j++) {
-                const float *vj = vb + (size_t)j * e->KD;
-                k->axpy_f32(scores[j0 + j], vj, out, hd);
-            }
+            k->axpy_rows(scores + j0, vb, e->KD, jn, hd, out);
         }
     }
 }

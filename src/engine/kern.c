@@ -32,6 +32,18 @@ static void axpy_scalar(float a, const float *x, float *y, size_t n)
         y[i] += a * x[i];
 }
 
+static void dot_rows_scalar(const float *q, const float *k, size_t ldk, int nk, size_t n, float scale, float *out)
+{
+    for (int j = 0; j < nk; j++)
+        out[j] = dot_scalar(q, k + (size_t)j * ldk, n) * scale;
+}
+
+static void axpy_rows_scalar(const float *w, const float *v, size_t ldv, int nv, size_t n, float *y)
+{
+    for (int j = 0; j < nv; j++)
+        axpy_scalar(w[j], v + (size_t)j * ldv, y, n);
+}
+
 static void gemm_scalar(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x, size_t ldx,
                         float *y, size_t ldy)
 {
@@ -153,6 +165,8 @@ const kern_ops kern_ops_scalar = {
     .level = CPU_LEVEL_SCALAR,
     .dot_f32 = dot_scalar,
     .axpy_f32 = axpy_scalar,
+    .dot_rows = dot_rows_scalar,
+    .axpy_rows = axpy_rows_scalar,
     .gemm_f32 = gemm_scalar,
     .dequant_rows = dequant_rows_scalar,
     .gemv = gemv_none,

@@ -57,6 +57,12 @@ typedef struct {
     float (*dot_f32)(const float *a, const float *b, size_t n);
     /* y[i] += a * x[i]. */
     void (*axpy_f32)(float a, const float *x, float *y, size_t n);
+    /* Attention rows: out[j] = dot_f32(q, k + j * ldk, n) * scale for j < nk,
+     * and y[i] += sum over j < nv of w[j] * v[j * ldv + i] applied in j order
+     * (the same bits as axpy_f32 called for each j): the head's q and the
+     * running sum stay in registers across positions. */
+    void (*dot_rows)(const float *q, const float *k, size_t ldk, int nk, size_t n, float scale, float *out);
+    void (*axpy_rows)(const float *w, const float *v, size_t ldv, int nv, size_t n, float *y);
     /* Tiled GEMM on f32: y[t * ldy + r] = dot(w + r * ldw, x + t * ldx, n)
      * for r < nr, t < nt (the canonical dot, bit for bit). */
     void (*gemm_f32)(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x, size_t ldx,

@@ -61,6 +61,53 @@ static KS_TARGET void KS(axpy_f32)(float a, const float *x, float *y, size_t n)
         VSTN(y + k, VFMA(va, VLDN(x + k, n - k), VLDN(y + k, n - k)), n - k);
 }
 
+/* ---- attention rows ----
+ * Heads of up to KS_ROWS_MAXV vectors keep q (or the running sum) in
+ * registers; the arithmetic is dot_f32's / axpy_f32's, element for element. */
+#define KS_ROWS_MAXV 8 /* 128 dims at AVX-512, 64 at AVX2 (16 registers) */
+
+static KS_TARGET void KS(dot_rows)(const float *q, const float *k, size_t ldk, int nk, size_t n, float scale,
+                                   float *out)
+{
+    if (n % KS_V != 0 || n > KS_ROWS_MAXV * KS_V) {
+        for (int j = 0; j < nk; j++)
+            out[j] = KS(dot_f32)(q, k + (size_t)j * ldk, n) * scale;
+        return;
+    }
+    const size_t nv = n / KS_V;
+    vf qv[KS_ROWS_MAXV];
+    for (size_t i = 0; i < nv; i++)
+        qv[i] = VLD(q + i * KS_V);
+    for (int j = 0; j < nk; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        vf acc = VZERO();
+        for (size_t i = 0; i < nv; i++)
+            acc = VFMA(qv[i], VLD(kj + i * KS_V), acc);
+        out[j] = VHSUM(acc) * scale;
+    }
+}
+
+static KS_TARGET void KS(axpy_rows)(const float *w, const float *v, size_t ldv, int nv, size_t n, float *y)
+{
+    if (n % KS_V != 0 || n > KS_ROWS_MAXV * KS_V) {
+        for (int j = 0; j < nv; j++)
+            KS(axpy_f32)(w[j], v + (size_t)j * ldv, y, n);
+        return;
+    }
+    const size_t nvec = n / KS_V;
+    vf acc[KS_ROWS_MAXV];
+    for (size_t i = 0; i < nvec; i++)
+        acc[i] = VLD(y + i * KS_V);
+    for (int j = 0; j < nv; j++) {
+        const vf a = VSET1(w[j]);
+        const float *vj = v + (size_t)j * ldv;
+        for (size_t i = 0; i < nvec; i++)
+            acc[i] = VFMA(a, VLD(vj + i * KS_V), acc[i]);
+    }
+    for (size_t i = 0; i < nvec; i++)
+        VST(y + i * KS_V, acc[i]);
+}
+
 /* ---- f32 GEMM tile: R rows x C tokens, each a canonical dot ---- */
 
 static KS_TARGET KS_ALWAYS_INLINE void KS(tile)(const int R, const int C, size_t n, const float *w, size_t ldw,
@@ -440,6 +487,8 @@ const kern_ops KS(kern_ops) = {
     .level = KS_LEVEL,
     .dot_f32 = KS(dot_f32),
     .axpy_f32 = KS(axpy_f32),
+    .dot_rows = KS(dot_rows),
+    .axpy_rows = KS(axpy_rows),
     .gemm_f32 = KS(gemm_f32),
     .dequant_rows = KS(dequant_rows),
     .gemv = KS(gemv),

@@ -142,6 +142,27 @@ static void check_dot_axpy(const kern_ops *k)
         }
     }
     free(a), free(b), free(y1), free(y2);
+    /* attention rows: the same bits as dot_f32 / axpy_f32 position by
+     * position, for head sizes in and out of the register fast path */
+    static const size_t heads[] = {8, 16, 48, 64, 80, 128, 256};
+    enum { NK = 7, LD_PAD = 24 };
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+        const size_t n = heads[i], ld = n + LD_PAD;
+        float q[256], kv[NK * (256 + LD_PAD)], w[NK], out1[NK], out2[NK], ya[256], yb[256];
+        fill(q, n);
+        fill(kv, NK * ld);
+        fill(w, NK);
+        fill(ya, n);
+        memcpy(yb, ya, n * sizeof *ya);
+        k->dot_rows(q, kv, ld, NK, n, 0.125f, out1);
+        for (int j = 0; j < NK; j++)
+            out2[j] = k->dot_f32(q, kv + (size_t)j * ld, n) * 0.125f;
+        assert_memory_equal(out1, out2, sizeof out1);
+        k->axpy_rows(w, kv, ld, NK, n, ya);
+        for (int j = 0; j < NK; j++)
+            k->axpy_f32(w[j], kv + (size_t)j * ld, yb, n);
+        assert_memory_equal(ya, yb, n * sizeof *ya);
+    }
 }
 
 /* GEMM: within rounding of a double reference, and every output bit-equal
