@@ -19,12 +19,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: ward bench --model FILE [-p 128] [-n 64] [--threads N] [--parallel N] [--json]\n"
+            "usage: ward bench --model FILE [-p 128] [-n 64] [--depth 0] [--threads N] [--parallel N]\n"
+            "                  [--json]\n"
             "\n"
             "Measures prompt processing (one batch of -p tokens) and decoding (-n tokens,\n"
-            "one at a time) and prints tokens per second. --parallel N: N sequences at\n"
-            "once (N prompts in one batch, then -n steps of N tokens, one per sequence,\n"
-            "as continuous batching runs them); tokens/s count every sequence's tokens.\n");
+            "one at a time) and prints tokens per second. As llama-bench does, each test\n"
+            "starts from an empty context, or after --depth tokens already in the cache\n"
+            "(not timed). --parallel N: N sequences at once (N prompts in one batch, then\n"
+            "-n steps of N tokens, one per sequence, as continuous batching runs them);\n"
+            "tokens/s count every sequence's tokens.\n");
 }
 
 static int parse_count(const char *s, long *out)
@@ -38,6 +41,25 @@ static int parse_count(const char *s, long *out)
     return 0;
 }
 
+/* Decodes n tokens of each of par sequences at positions start.. (one
+ * batch). 0, or -1 with err. */
+static int bench_fill(engine *e, const model_hparams *hp, long par, long start, long n, int32_t *tok, int32_t *pos,
+                      int32_t *seq, float *logits, uint64_t *rng, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    int r = 0;
+    for (long k = 0; k < par; k++)
+        for (long i = 0; i < n; i++, r++) {
+            *rng ^= *rng << 13, *rng ^= *rng >> 7, *rng ^= *rng << 17;
+            tok[r] = (int32_t)(*rng % hp->n_vocab);
+            pos[r] = (int32_t)(start + i);
+            seq[r] = (int32_t)k;
+        }
+    engine_batch b = {r, tok, pos, seq, NULL};
+    return engine_decode(e, &b, logits, err, errlen) == 0 ? 0 : -1;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     if (cmd_wants_help(argc, argv)) {
@@ -45,7 +67,7 @@ int cmd_bench(int argc, char **argv)
         return 0;
     }
     const char *path = NULL;
-    long n_p = 128, n_g = 64, threads = 0, par = 1;
+    long n_p = 128, n_g = 64, threads = 0, par = 1, n_d = 0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -64,6 +86,8 @@ int cmd_bench(int argc, char **argv)
             bad = parse_count(v, &n_p);
         else if (strcmp(a, "-n") == 0)
             bad = parse_count(v, &n_g);
+        else if (strcmp(a, "--depth") == 0 || strcmp(a, "-d") == 0)
+            bad = parse_count(v, &n_d);
         else if (strcmp(a, "--parallel") == 0 || strcmp(a, "-np") == 0)
             bad = parse_count(v, &par) || par < 1 || par > ENGINE_MAX_SEQ;
         else if (strcmp(a, "--threads") == 0 || strcmp(a, "-t") == 0)
@@ -80,6 +104,10 @@ int cmd_bench(int argc, char **argv)
     }
     if (!path) {
         fprintf(stderr, "ward bench: --model is required\n");
+        return 2;
+    }
+    if (n_d + (n_p > n_g ? n_p : n_g) > BENCH_MAX_TOKENS) {
+        fprintf(stderr, "ward bench: --depth plus -p or -n exceeds %d tokens\n", BENCH_MAX_TOKENS);
         return 2;
     }
     if (n_p + n_g < 1) {
@@ -99,7 +127,7 @@ int cmd_bench(int argc, char **argv)
     }
     const model_hparams *hp = model_get_hparams(m);
     engine_params ep = engine_default_params();
-    ep.n_ctx = (int)(n_p + n_g);
+    ep.n_ctx = (int)(n_d + (n_p > n_g ? n_p : n_g));
     ep.n_threads = (int)threads;
     ep.n_seq_max = (int)par;
     e = engine_new(m, &ep, err, sizeof err);
@@ -107,68 +135,45 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "ward bench: %s\n", err);
         goto done;
     }
-    /* sequence k's tokens at k * (p + n): its prompt, then its decode tokens */
-    const size_t per = (size_t)(n_p + n_g), n_all = per * (size_t)par;
-    tok = malloc(n_all * sizeof *tok);
-    pos = malloc(n_all * sizeof *pos);
-    seq = calloc(n_all, sizeof *seq);
+    /* Batches: up to max(p, depth) rows per sequence, par sequences. */
+    const size_t rows = (size_t)(n_p > n_d ? n_p : n_d) * (size_t)par + (size_t)par;
+    tok = malloc(rows * sizeof *tok);
+    pos = malloc(rows * sizeof *pos);
+    seq = malloc(rows * sizeof *seq);
     logits = malloc((size_t)hp->n_vocab * (size_t)par * sizeof *logits);
     if (!tok || !pos || !seq || !logits) {
         fprintf(stderr, "ward bench: out of memory\n");
         goto done;
     }
-    uint64_t x = 0x2545f4914f6cdd1dull;
-    for (size_t i = 0; i < n_all; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        tok[i] = (int32_t)(x % hp->n_vocab);
-        pos[i] = (int32_t)(i % per);
-        seq[i] = (int32_t)(i / per);
-    }
-    /* batches: the prompts of all sequences, then one row per sequence */
-    int32_t *bt = malloc(n_all * sizeof *bt), *bp = malloc(n_all * sizeof *bp), *bs = malloc(n_all * sizeof *bs);
-    if (!bt || !bp || !bs) {
-        free(bt), free(bp), free(bs);
-        fprintf(stderr, "ward bench: out of memory\n");
-        goto done;
-    }
+    uint64_t rng = 0x2545f4914f6cdd1dull;
     double pp = 0, tg = 0;
-    uint64_t t0 = clock_mono_ns();
-    int brc = 0;
-    if (n_p > 0) {
-        int r = 0;
+    /* As llama-bench: the prompt test and the decode test each start from
+     * an empty context (after --depth tokens, not timed); random tokens. */
+    for (int test = 0; test < 2; test++) {
+        const long n = test == 0 ? n_p : n_g;
+        if (n == 0)
+            continue;
         for (long k = 0; k < par; k++)
-            for (long i = 0; i < n_p; i++, r++) {
-                bt[r] = tok[(size_t)k * per + (size_t)i];
-                bp[r] = pos[(size_t)k * per + (size_t)i];
-                bs[r] = seq[(size_t)k * per + (size_t)i];
-            }
-        engine_batch b = {r, bt, bp, bs, NULL};
-        brc = engine_decode(e, &b, logits, err, sizeof err);
-    }
-    uint64_t t1 = clock_mono_ns();
-    for (long i = 0; i < n_g && brc == 0; i++) {
-        for (long k = 0; k < par; k++) {
-            bt[k] = tok[(size_t)k * per + (size_t)(n_p + i)];
-            bp[k] = pos[(size_t)k * per + (size_t)(n_p + i)];
-            bs[k] = (int32_t)k;
+            engine_seq_reset(e, (int)k);
+        if (bench_fill(e, hp, par, 0, n_d, tok, pos, seq, logits, &rng, err, sizeof err) != 0)
+            goto fail;
+        const uint64_t t0 = clock_mono_ns();
+        if (test == 0) {
+            if (bench_fill(e, hp, par, n_d, n_p, tok, pos, seq, logits, &rng, err, sizeof err) != 0)
+                goto fail;
+        } else {
+            for (long i = 0; i < n_g; i++)
+                if (bench_fill(e, hp, par, n_d + i, 1, tok, pos, seq, logits, &rng, err, sizeof err) != 0)
+                    goto fail;
         }
-        engine_batch b = {(int)par, bt, bp, bs, NULL};
-        brc = engine_decode(e, &b, logits, err, sizeof err);
+        const double secs = (double)(clock_mono_ns() - t0) / 1e9;
+        if (secs > 0)
+            *(test == 0 ? &pp : &tg) = (double)(n * par) / secs;
     }
-    uint64_t t2 = clock_mono_ns();
-    free(bt), free(bp), free(bs);
-    if (brc != 0) {
-        fprintf(stderr, "ward bench: %s\n", err);
-        goto done;
-    }
-    if (n_p > 0 && t1 > t0)
-        pp = (double)(n_p * par) / ((double)(t1 - t0) / 1e9);
-    if (n_g > 0 && t2 > t1)
-        tg = (double)(n_g * par) / ((double)(t2 - t1) / 1e9);
 
     if (json) {
-        json_t *o = json_pack("{s:f,s:f,s:i,s:i,s:i,s:i,s:s,s:I}", "pp_tok_s", pp, "tg_tok_s", tg,
-                              "n_prompt", (int)n_p, "n_gen", (int)n_g, "parallel", (int)par,
+        json_t *o = json_pack("{s:f,s:f,s:i,s:i,s:i,s:i,s:i,s:s,s:I}", "pp_tok_s", pp, "tg_tok_s", tg,
+                              "n_prompt", (int)n_p, "n_gen", (int)n_g, "depth", (int)n_d, "parallel", (int)par,
                               "threads", engine_n_threads(e),
                               "arch", hp->arch_name, "weight_bytes", (json_int_t)model_weight_bytes(m));
         if (!o) {
@@ -187,6 +192,9 @@ int cmd_bench(int argc, char **argv)
             printf("parallel %ld sequences: %.2f ms per decode step\n", par, n_g > 0 && tg > 0 ? 1e3 * (double)par / tg : 0.0);
     }
     rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "ward bench: %s\n", err);
 done:
     free(tok);
     free(pos);

@@ -132,6 +132,14 @@ def main():
         if r.returncode == 0:
             o = json.loads(r.stdout)
             expect(o["parallel"] == 3 and o["pp_tok_s"] > 0 and o["tg_tok_s"] > 0, "bench --parallel json: %r" % o)
+        # bench --depth: tests run after tokens already in the cache
+        r = run("bench", "--model", model, "-p", "8", "-n", "4", "--depth", "20", "--json")
+        expect(r.returncode == 0, "bench --depth failed: " + r.stderr)
+        if r.returncode == 0:
+            o = json.loads(r.stdout)
+            expect(o["depth"] == 20 and o["tg_tok_s"] > 0, "bench --depth json: %r" % o)
+        r = run("bench", "--model", model, "-p", "8", "--depth", "65530")
+        expect(r.returncode == 2 and "exceeds" in r.stderr, "bench --depth too large: %r" % r.stderr)
 
     for f in FAILS:
         print("FAIL:", f)
