@@ -161,8 +161,9 @@ def _mm(x, w, q8):
 
 
 def load(path, act_q8=False):
-    """The model's weights, dequantized to float64. act_q8: the products with
-    ACT_Q8_TYPES matrices quantize their input as ward does (m["q8"])."""
+    """The model's weights, dequantized to float64. act_q8: True (the types of
+    ACT_Q8_TYPES) or a list of GGML type names whose products quantize their
+    input as ward does (m[..."_q8"] flags)."""
     kvs, tensors, _, _ = read_gguf(path)
     arch = _kv(kvs, "general.architecture")
     if arch not in ("llama", "qwen2"):
@@ -176,8 +177,10 @@ def load(path, act_q8=False):
     def opt(name):
         return W(name) if name in tensors else None
 
+    types = ACT_Q8_TYPES if act_q8 is True else tuple(act_q8 or ())
+
     def q8(name):
-        return act_q8 and name in tensors and tensors[name]["type"] in ACT_Q8_TYPES
+        return name in tensors and tensors[name]["type"] in types
 
     n_embd = _kv(kvs, arch + ".embedding_length")
     n_head = _kv(kvs, arch + ".attention.head_count")

@@ -30,6 +30,8 @@
 #include "engine/gguf.h"
 
 #define KP_ROWS KERN_PACK_ROWS
+#define KP_QK 256        /* K-quant super-block */
+#define KP_Q4K_SB 2368   /* packed bytes of 16 rows x one Q4_K super-block: 64 + 256 + 2048 */
 #define KP_ROW_ALIGN 64
 #define KP_F16_TILE 64 /* elements per row pass when packing F16: 16 x 128 B read, 2 KiB written */
 #define KP_CMAX 8 /* tokens per tile: 8 int + 8 float accumulators + operands < 32 zmm */
@@ -43,11 +45,18 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
         return 0;
     if (type == GGML_T_F16)
         return 1;
+    if (type == GGML_T_Q4_K)
+        return ne0 % KP_QK == 0 && cpu_get_features()->avx512_vnni;
     return kp_block_bytes(type) != 0 && ne0 % KERN_Q8_BLOCK == 0 && cpu_get_features()->avx512_vnni;
 #else
     (void)type, (void)ne0, (void)ne1;
     return 0;
 #endif
+}
+
+size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t rb)
+{
+    return type == GGML_T_Q4_K ? n / KP_QK * KP_Q4K_SB : KP_ROWS * rb;
 }
 
 int kern_pack_usable(const kern_ops *k, uint32_t type)
@@ -58,6 +67,43 @@ int kern_pack_usable(const kern_ops *k, uint32_t type)
     (void)k, (void)type;
     return 0;
 #endif
+}
+
+/* Q4_K: a super-block (256 elements, 144 bytes: f16 d, f16 dmin, 12 bytes of
+ * 6-bit scales and mins for 8 sub-blocks of 32, 128 bytes of nibbles where
+ * bytes 32c..32c+31 hold sub-block 2c in their low nibbles and 2c+1 in
+ * their high ones). Packed per group and super-block (KP_Q4K_SB bytes):
+ * 16 d, 16 dmin (f16), then per sub-block the 16 rows' scales (u8), then
+ * per sub-block the 16 mins (u8), then for each pair c 8 chunks of 64
+ * bytes (chunk k: 4 bytes of each row, bytes 32c + 4k.. of its nibbles). */
+static void kp_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void kp_pack_q4_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8_t *d)
+{
+    const size_t nsb = n / KP_QK;
+    for (size_t g = 0; g < nr / KP_ROWS; g++)
+        for (size_t b = 0; b < nsb; b++) {
+            uint8_t *o = d + (g * nsb + b) * KP_Q4K_SB;
+            for (size_t r = 0; r < KP_ROWS; r++) {
+                const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * 144;
+                memcpy(o + 2 * r, blk, 2);
+                memcpy(o + 32 + 2 * r, blk + 2, 2);
+                for (int j = 0; j < 8; j++)
+                    kp_scale_min(j, blk + 4, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
+                for (size_t c = 0; c < 4; c++)
+                    for (size_t k = 0; k < 8; k++)
+                        memcpy(o + 320 + c * 512 + k * 64 + 4 * r, blk + 16 + 32 * c + 4 * k, 4);
+            }
+        }
 }
 
 void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, void *dst)
@@ -75,6 +121,10 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
                         memcpy(o + k * 2 * KP_ROWS, row + 2 * k, 2);
                 }
             }
+        return;
+    }
+    if (type == GGML_T_Q4_K) {
+        kp_pack_q4_k(s, rb, n, nr, d);
         return;
     }
     const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, nq = bb - 2; /* quant bytes per block */
@@ -193,6 +243,77 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
         _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
 }
 
+/* Q4_K, 16 rows x C tokens: per sub-block j, I = sum of nibble x q (exact,
+ * unsigned weights need no offset), then acc += (d sc_j dx) I - (dmin m_j dx) S. */
+KPI void kp_tile_q4_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
+{
+    const size_t nsb = n / KP_QK, nb = n / KERN_Q8_BLOCK;
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc[KP_CMAX];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nsb; b++) {
+        const uint8_t *gb = g + b * KP_Q4K_SB;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + 32)));
+        for (int cp = 0; cp < 4; cp++) {
+            __m512i is0[KP_CMAX], is1[KP_CMAX];
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                is0[c] = is1[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_loadu_si512(gb + 320 + cp * 512 + k * 64);
+                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + (b * 8 + 2 * (size_t)cp) * 32;
+                    is0[c] = _mm512_dpbusd_epi32(is0[c], lo, _mm512_set1_epi32(ld32(xb + 4 * k)));
+                    is1[c] = _mm512_dpbusd_epi32(is1[c], hi, _mm512_set1_epi32(ld32(xb + 32 + 4 * k)));
+                }
+            }
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * cp + h;
+                const __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                                       _mm_loadu_si128((const __m128i *)(gb + 64 + 16 * j)))));
+                const __m512 mn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                                          _mm_loadu_si128((const __m128i *)(gb + 192 + 16 * j)))));
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const uint8_t *xr = xq + (size_t)c * ldxq;
+                    const size_t blk = b * 8 + (size_t)j;
+                    float dx;
+                    int32_t sum;
+                    memcpy(&dx, xr + nb * 32 + blk * 4, 4);
+                    memcpy(&sum, xr + nb * 36 + blk * 4, 4);
+                    const __m512 vdx = _mm512_set1_ps(dx);
+                    acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(h ? is1[c] : is0[c]), _mm512_mul_ps(sc, vdx), acc[c]);
+                    acc[c] = _mm512_fnmadd_ps(_mm512_mul_ps(mn, vdx), _mm512_set1_ps((float)sum), acc[c]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+}
+
+#define KP4K_CASE(C_)                                                                                        \
+    case C_:                                                                                                 \
+        kp_tile_q4_k(C_, n, g, xq, ldxq, y, ldy);                                                            \
+        break
+
+static KPT void kp_q4_k_any(int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
+{
+    switch (C) {
+        KP4K_CASE(1); KP4K_CASE(2); KP4K_CASE(3); KP4K_CASE(4); KP4K_CASE(5); KP4K_CASE(6); KP4K_CASE(7);
+        KP4K_CASE(8);
+    default:
+        break;
+    }
+}
+
 #define KP_CASE(T_, C_)                                                                                      \
     case C_:                                                                                                 \
         kp_tile(T_, C_, nb, g, xq, ldxq, y, ldy);                                                            \
@@ -216,12 +337,27 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
                        int nt, float *y, size_t ldy)
 {
     void (*fn)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t);
+    if (nr % KP_ROWS != 0)
+        return -1;
+    if (type == GGML_T_Q4_K) {
+        if (n % KP_QK != 0)
+            return -1;
+        const uint8_t *p = packed, *x = xq;
+        const size_t gs = kern_pack_group_bytes(type, n, rb);
+        for (int g = 0; g < nr / KP_ROWS; g++)
+            for (int c0 = 0; c0 < nt; c0 += KP_CMAX) {
+                const int C = nt - c0 < KP_CMAX ? nt - c0 : KP_CMAX;
+                kp_q4_k_any(C, n, p + (size_t)g * gs, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS,
+                            ldy);
+            }
+        return 0;
+    }
     switch (type) {
     case GGML_T_Q4_0: fn = kp_q4_0; break;
     case GGML_T_Q8_0: fn = kp_q8_0; break;
     default: return -1;
     }
-    if (n % KERN_Q8_BLOCK != 0 || nr % KP_ROWS != 0)
+    if (n % KERN_Q8_BLOCK != 0)
         return -1;
     const size_t nb = n / KERN_Q8_BLOCK;
     const uint8_t *p = packed, *x = xq;

@@ -494,9 +494,9 @@ static void *pack_thread(void *arg)
     pack_work *pw = arg;
     for (size_t i; (i = atomic_fetch_add(&pw->next, 1)) < pw->n_jobs;) {
         const pack_job *j = &pw->jobs[i];
-        const size_t off = j->g0 * KERN_PACK_ROWS * j->w->row_bytes;
-        kern_pack(j->w->type, (const char *)j->w->data + off, j->w->row_bytes, (size_t)j->w->ne0,
-                  (j->g1 - j->g0) * KERN_PACK_ROWS, (char *)j->dst + off);
+        const size_t gb = kern_pack_group_bytes(j->w->type, (size_t)j->w->ne0, j->w->row_bytes);
+        kern_pack(j->w->type, (const char *)j->w->data + j->g0 * KERN_PACK_ROWS * j->w->row_bytes, j->w->row_bytes,
+                  (size_t)j->w->ne0, (j->g1 - j->g0) * KERN_PACK_ROWS, (char *)j->dst + j->g0 * gb);
     }
     return NULL;
 }
@@ -506,7 +506,10 @@ static int pack_plan(model *m, model_weight *w, pack_job **jobs, size_t *n_jobs,
 {
     if (!kern_pack_supported(w->type, w->ne0, w->ne1) || w->ne1 > SIZE_MAX / w->row_bytes)
         return -1;
-    const size_t bytes = (size_t)w->ne1 * w->row_bytes, group = KERN_PACK_ROWS * w->row_bytes;
+    const size_t group = kern_pack_group_bytes(w->type, (size_t)w->ne0, w->row_bytes);
+    if (w->ne1 / KERN_PACK_ROWS > SIZE_MAX / group)
+        return -1;
+    const size_t bytes = (size_t)(w->ne1 / KERN_PACK_ROWS) * group;
     const size_t align = bytes >= MODEL_HUGE_ALIGN ? MODEL_HUGE_ALIGN : 64;
     const size_t per_job = MODEL_PACK_CHUNK / group ? MODEL_PACK_CHUNK / group : 1, n_groups = w->ne1 / KERN_PACK_ROWS;
     const size_t need = (n_groups + per_job - 1) / per_job;
@@ -551,7 +554,8 @@ static void pack_weights(model *m)
         }
         for (size_t i = 0; i < n; i++)
             if (pack_plan(m, ws[i], &jobs, &n_jobs, &cap) == 0)
-                bytes += (size_t)ws[i]->ne1 * ws[i]->row_bytes;
+                bytes += (size_t)(ws[i]->ne1 / KERN_PACK_ROWS) *
+                         kern_pack_group_bytes(ws[i]->type, (size_t)ws[i]->ne0, ws[i]->row_bytes);
     }
     /* The copies' first touch (the kernel zeroes each new page: most of the
      * cost in a VM) and the shuffling both spread over the CPUs. */

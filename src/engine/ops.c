@@ -371,6 +371,7 @@ typedef struct {
     const kern_ops *k;
     int fused;
     int packed;              /* integer path on w->packed (kern.h "Packed weights") */
+    size_t group_bytes;      /* packed: bytes per 16-row group */
     const void *xq;          /* non-NULL: integer path on these quantized rows */
     size_t ldxq;
     size_t chunk;            /* rows per grab */
@@ -417,10 +418,12 @@ static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
     const char *src = (const char *)w->data + r0 * w->row_bytes;
     float *y = t->y + r0;
     if (t->packed && w->type == GGML_T_F16) {
-        kern_pack_gemm_f16((const char *)w->packed + r0 * w->row_bytes, w->row_bytes, (int)nr, n_in, t->x, n_in,
+        kern_pack_gemm_f16((const char *)w->packed + r0 / KERN_PACK_ROWS * t->group_bytes, w->row_bytes, (int)nr,
+                           n_in, t->x, n_in,
                            t->n_tok, y, n_out);
     } else if (t->packed) {
-        kern_pack_gemm(w->type, (const char *)w->packed + r0 * w->row_bytes, w->row_bytes, (int)nr, n_in, t->xq,
+        kern_pack_gemm(w->type, (const char *)w->packed + r0 / KERN_PACK_ROWS * t->group_bytes, w->row_bytes,
+                       (int)nr, n_in, t->xq,
                        t->ldxq, t->n_tok, y, n_out);
     } else if (t->xq) {
         k->q8_gemm(w->type, src, w->row_bytes, (int)nr, n_in, t->xq, t->ldxq, t->n_tok, y, n_out);
@@ -515,8 +518,9 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
     const size_t n_in = (size_t)w->ne0;
     matmul_task t0 = {.x = x, .n_tok = n_tok, .pool = p, .k = k};
     t0.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
-    if (kern_has_q8(k, w->type) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
-        const int packed = w->packed && kern_pack_usable(k, w->type);
+    const int pk = w->packed && kern_pack_usable(k, w->type);
+    if ((kern_has_q8(k, w->type) || (pk && w->type != GGML_T_F16)) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
+        const int packed = pk;
         const size_t rowb = packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
         void *xq = (size_t)n_tok <= SIZE_MAX / rowb ? pool_xq(p, rowb * (size_t)n_tok) : NULL;
         if (xq) {
@@ -531,8 +535,12 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
             t0.ldxq = rowb;
         }
     }
-    if (w->type == GGML_T_F16 && w->packed && kern_pack_usable(k, w->type))
+    if (w->type == GGML_T_F16 && pk)
         t0.packed = 1; /* f32 activations, no quantization */
+    if (t0.packed)
+        t0.group_bytes = kern_pack_group_bytes(w->type, n_in, w->row_bytes);
+    if (w->type == GGML_T_Q4_K && !t0.packed)
+        t0.xq = NULL; /* no row-major integer kernel: f32 path */
     matmul_group g = {.n = nw};
     for (int i = 0; i < nw; i++) {
         matmul_task *t = &g.t[i];

@@ -28,6 +28,7 @@ import gguf_writer  # noqa: E402
 import ref_llama  # noqa: E402
 
 REL_TOL = 1e-3
+INT8_TYPES = ()
 GAP_TOL = 0.02  # greedy choice vs the unrounded reference, for 8-bit activations
 PROMPT = [1, 17, 250, 42, 99, 3, 7]
 N_GEN = 6
@@ -127,7 +128,7 @@ def check(name, path, tmp):
     ref = ref_llama.forward(m, PROMPT + ids[:-1])[len(PROMPT) - 1:]
     scale = np.abs(ref).max()
     tol = REL_TOL * scale
-    mq = ref_llama.load(path, act_q8=True)
+    mq = ref_llama.load(path, act_q8=INT8_TYPES)
     q8 = any(L[k] for L in mq["layers"] for k in L if k.endswith("_q8")) or mq["output_q8"]
     if q8:
         # ward's integer path: exact against the reference that rounds
@@ -150,15 +151,28 @@ def check(name, path, tmp):
     return ids
 
 
+def int8_types():
+    """GGML type names ward computes on 8-bit activations on this machine
+    (`ward version` says: it depends on the CPU, WARD_CPU_LEVEL, WARD_REPACK)."""
+    r = subprocess.run([BIN, "version"], capture_output=True, text=True, timeout=30)
+    for line in r.stdout.splitlines():
+        if line.startswith("8-bit activations:"):
+            return tuple(t.upper() for t in line.split(":", 1)[1].split())
+    raise RuntimeError("`ward version` does not list the 8-bit activation types: %r" % r.stdout)
+
+
 def quantize_available():
     r = subprocess.run([BIN, "quantize", "--help"], capture_output=True, text=True)
     return r.returncode == 0 and "not built" not in (r.stdout + r.stderr).lower()
 
 
 def main():
+    global INT8_TYPES
     if not os.path.exists(BIN):
         print("ward binary not found at %s" % BIN)
         return 1
+    INT8_TYPES = int8_types()
+    print("8-bit activations here:", " ".join(INT8_TYPES))
     with tempfile.TemporaryDirectory(prefix="ward-fwd-") as tmp:
         cases = {
             "llama_gqa_tied_ropefreqs": dict(tied=True, rope_freqs=True, seed=1),

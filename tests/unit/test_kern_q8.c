@@ -29,7 +29,7 @@
 #include "engine/quant.h"
 
 #define MAX_ROWS 48
-#define MAX_N 352  /* 11 blocks: odd */
+#define MAX_N 512  /* 16 blocks; 2 Q4_K super-blocks */
 #define MAX_TOK 41 /* > the 32-token blocks, > 5 tiles of 8 */
 #define REL_TOL 1e-5
 
@@ -119,8 +119,9 @@ static void check_path(const path *p, uint32_t t, const uint8_t *w, const uint8_
     }
     /* a row sub-range (a whole group for packed weights) */
     const int step = p->packed ? KERN_PACK_ROWS : 3;
+    const size_t skip = p->packed ? kern_pack_group_bytes(t, n, rb) : (size_t)step * rb;
     if (nr > step) {
-        assert_int_equal(p->gemm(t, w + (size_t)step * rb, rb, nr - step, n, xq, ldxq, 1, y1, (size_t)nr), 0);
+        assert_int_equal(p->gemm(t, w + skip, rb, nr - step, n, xq, ldxq, 1, y1, (size_t)nr), 0);
         assert_memory_equal(y1, y + step, sizeof *y1 * (size_t)(nr - step));
     }
     free(xq), free(y), free(y1);
@@ -232,19 +233,25 @@ static void test_pack(void **s)
     assert_false(kern_pack_supported(GGML_T_BF16, 64, 16));
     assert_false(kern_pack_supported(GGML_T_F16, 64, 8));
     assert_true(kern_pack_supported(GGML_T_Q8_0, 64, 16));
-    static const size_t NS[] = {32, 96, MAX_N};
+    assert_true(kern_pack_supported(GGML_T_Q4_K, 256, 16));
+    assert_false(kern_pack_supported(GGML_T_Q4_K, 128, 16)); /* not whole super-blocks */
+    static const size_t NS[] = {32, 96, 352, 256, MAX_N};
     static const int NTS[] = {1, 4, 7, 8, 9, 17, MAX_TOK};
     float *x = malloc(sizeof *x * MAX_N * MAX_TOK);
     assert_non_null(x);
     for (size_t i = 0; i < (size_t)MAX_N * MAX_TOK; i++)
         x[i] = frand();
     const path p = {kern_pack_x_bytes, kern_pack_quantize, kern_pack_gemm, 1};
-    const uint32_t types[] = {GGML_T_Q4_0, GGML_T_Q8_0};
-    for (size_t ti = 0; ti < 2; ti++)
+    const uint32_t types[] = {GGML_T_Q4_0, GGML_T_Q8_0, GGML_T_Q4_K};
+    for (size_t ti = 0; ti < 3; ti++)
         for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++) {
+            if (types[ti] == GGML_T_Q4_K && NS[ni] % 256 != 0)
+                continue;
             size_t rb;
             uint8_t *w = make_weights(types[ti], MAX_ROWS, NS[ni], &rb);
-            uint8_t *pk = malloc(rb * MAX_ROWS);
+            const size_t gb = kern_pack_group_bytes(types[ti], NS[ni], rb);
+            assert_true(gb >= KERN_PACK_ROWS * rb);
+            uint8_t *pk = malloc(gb * (MAX_ROWS / KERN_PACK_ROWS));
             assert_non_null(pk);
             kern_pack(types[ti], w, rb, NS[ni], MAX_ROWS, pk);
             assert_memory_not_equal(pk, w, rb * MAX_ROWS); /* it did move bytes */
