@@ -32,6 +32,7 @@
 #define KP_ROWS KERN_PACK_ROWS
 #define KP_QK 256        /* K-quant super-block */
 #define KP_Q4K_SB 2368   /* packed bytes of 16 rows x one Q4_K super-block: 64 + 256 + 2048 */
+#define KP_Q6K_SB 4384   /* Q6_K: 32 + 256 + 4096 (6-bit values kept as bytes: 1.3x the original) */
 #define KP_ROW_ALIGN 64
 #define KP_F16_TILE 64 /* elements per row pass when packing F16: 16 x 128 B read, 2 KiB written */
 #define KP_CMAX 8 /* tokens per tile: 8 int + 8 float accumulators + operands < 32 zmm */
@@ -45,7 +46,7 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
         return 0;
     if (type == GGML_T_F16)
         return 1;
-    if (type == GGML_T_Q4_K)
+    if (type == GGML_T_Q4_K || type == GGML_T_Q6_K)
         return ne0 % KP_QK == 0 && cpu_get_features()->avx512_vnni;
     return kp_block_bytes(type) != 0 && ne0 % KERN_Q8_BLOCK == 0 && cpu_get_features()->avx512_vnni;
 #else
@@ -56,7 +57,7 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
 
 size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t rb)
 {
-    return type == GGML_T_Q4_K ? n / KP_QK * KP_Q4K_SB : KP_ROWS * rb;
+    return type == GGML_T_Q4_K ? n / KP_QK * KP_Q4K_SB : type == GGML_T_Q6_K ? n / KP_QK * KP_Q6K_SB : KP_ROWS * rb;
 }
 
 int kern_pack_usable(const kern_ops *k, uint32_t type)
@@ -106,6 +107,40 @@ static void kp_pack_q4_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8
         }
 }
 
+/* Q6_K: a super-block (256 elements, 210 bytes: ql[128] low nibbles,
+ * qh[64] high 2 bits, int8 scales[16] per 16 elements, f16 d). Packed per
+ * group and super-block (KP_Q6K_SB bytes): 16 d (f16), the 16 rows' scale
+ * of each 16-element sub-block (int8, 16 x 16), then for each 32-block j
+ * 8 chunks of 64 bytes (chunk k: the 6-bit values 0..63 of elements
+ * 32j + 4k.. of each row, one per byte). */
+static void kp_pack_q6_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8_t *d)
+{
+    const size_t nsb = n / KP_QK;
+    for (size_t g = 0; g < nr / KP_ROWS; g++)
+        for (size_t b = 0; b < nsb; b++) {
+            uint8_t *o = d + (g * nsb + b) * KP_Q6K_SB;
+            for (size_t r = 0; r < KP_ROWS; r++) {
+                const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * 210;
+                uint8_t q[KP_QK];
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *ql = blk + 64 * h, *qh = blk + 128 + 32 * h;
+                    for (int l = 0; l < 32; l++) {
+                        q[128 * h + l] = (uint8_t)((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+                        q[128 * h + l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+                        q[128 * h + l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+                        q[128 * h + l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+                    }
+                }
+                memcpy(o + 2 * r, blk + 208, 2);
+                for (int j = 0; j < 16; j++)
+                    o[32 + 16 * j + r] = blk[192 + j];
+                for (size_t j = 0; j < 8; j++)
+                    for (size_t k = 0; k < 8; k++)
+                        memcpy(o + 288 + (j * 8 + k) * 64 + 4 * r, q + 32 * j + 4 * k, 4);
+            }
+        }
+}
+
 void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, void *dst)
 {
     const uint8_t *s = src;
@@ -127,6 +162,10 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
         kp_pack_q4_k(s, rb, n, nr, d);
         return;
     }
+    if (type == GGML_T_Q6_K) {
+        kp_pack_q6_k(s, rb, n, nr, d);
+        return;
+    }
     const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, nq = bb - 2; /* quant bytes per block */
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
@@ -143,7 +182,8 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
 size_t kern_pack_x_bytes(size_t n)
 {
     const size_t nb = n / KERN_Q8_BLOCK;
-    return (nb * (KERN_Q8_BLOCK + sizeof(float) + sizeof(int32_t)) + KP_ROW_ALIGN - 1) / KP_ROW_ALIGN * KP_ROW_ALIGN;
+    return (nb * (KERN_Q8_BLOCK + sizeof(float) + 3 * sizeof(int32_t)) + KP_ROW_ALIGN - 1) / KP_ROW_ALIGN *
+           KP_ROW_ALIGN;
 }
 
 #if defined(__x86_64__)
@@ -154,7 +194,8 @@ size_t kern_pack_x_bytes(size_t n)
 #define KPI static KPT inline __attribute__((always_inline))
 
 /* Natural element order (as kern_q8_quantize_block), then the nb scales,
- * then the nb sums of the block's quants (for the unsigned-weight offset). */
+ * the nb sums of the block's quants (for the unsigned-weight offset), then
+ * the sums of each block's halves (Q6_K's scales cover 16 elements). */
 KPT void kern_pack_quantize(const float *x, size_t n, void *dst)
 {
     const size_t nb = n / KERN_Q8_BLOCK;
@@ -171,7 +212,10 @@ KPT void kern_pack_quantize(const float *x, size_t n, void *dst)
         _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(v0));
         _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(v1));
         d[b] = amax / 127.0f;
-        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
+        const int32_t h0 = _mm512_reduce_add_epi32(v0), h1 = _mm512_reduce_add_epi32(v1);
+        sum[b] = h0 + h1;
+        sum[nb + 2 * b] = h0;
+        sum[nb + 2 * b + 1] = h1;
     }
 }
 
@@ -299,6 +343,73 @@ KPI void kp_tile_q4_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq
         _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
 }
 
+/* Q6_K, 16 rows x C tokens: per 32-block j, the halves' integer dots Ia, Ib
+ * (values 0..63, offset 32 taken off with the halves' activation sums),
+ * then acc += d dx (sc_a Ia + sc_b Ib). */
+KPI void kp_tile_q6_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
+{
+    const size_t nsb = n / KP_QK, nb = n / KERN_Q8_BLOCK;
+    __m512 acc[KP_CMAX];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nsb; b++) {
+        const uint8_t *gb = g + b * KP_Q6K_SB;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
+        for (int j = 0; j < 8; j++) {
+            __m512i ia[KP_CMAX], ib[KP_CMAX];
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                ia[c] = ib[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i va = _mm512_loadu_si512(gb + 288 + ((size_t)j * 8 + (size_t)k) * 64);
+                const __m512i vb = _mm512_loadu_si512(gb + 288 + ((size_t)j * 8 + (size_t)k + 4) * 64);
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + (b * 8 + (size_t)j) * 32;
+                    ia[c] = _mm512_dpbusd_epi32(ia[c], va, _mm512_set1_epi32(ld32(xb + 4 * k)));
+                    ib[c] = _mm512_dpbusd_epi32(ib[c], vb, _mm512_set1_epi32(ld32(xb + 16 + 4 * k)));
+                }
+            }
+            const __m512 sa = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(gb + 32 + 32 * j))));
+            const __m512 sb = _mm512_cvtepi32_ps(
+                _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(gb + 32 + 32 * j + 16))));
+            const size_t blk = b * 8 + (size_t)j;
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const uint8_t *xr = xq + (size_t)c * ldxq;
+                float dx;
+                int32_t h[2];
+                memcpy(&dx, xr + nb * 32 + blk * 4, 4);
+                memcpy(h, xr + nb * 40 + blk * 8, 8);
+                const __m512 fa = _mm512_cvtepi32_ps(_mm512_sub_epi32(ia[c], _mm512_set1_epi32(32 * h[0])));
+                const __m512 fb = _mm512_cvtepi32_ps(_mm512_sub_epi32(ib[c], _mm512_set1_epi32(32 * h[1])));
+                const __m512 f = _mm512_fmadd_ps(fb, sb, _mm512_mul_ps(fa, sa));
+                acc[c] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, _mm512_set1_ps(dx)), acc[c]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+}
+
+#define KP6K_CASE(C_)                                                                                        \
+    case C_:                                                                                                 \
+        kp_tile_q6_k(C_, n, g, xq, ldxq, y, ldy);                                                            \
+        break
+
+static KPT void kp_q6_k_any(int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
+{
+    switch (C) {
+        KP6K_CASE(1); KP6K_CASE(2); KP6K_CASE(3); KP6K_CASE(4); KP6K_CASE(5); KP6K_CASE(6); KP6K_CASE(7);
+        KP6K_CASE(8);
+    default:
+        break;
+    }
+}
+
 #define KP4K_CASE(C_)                                                                                        \
     case C_:                                                                                                 \
         kp_tile_q4_k(C_, n, g, xq, ldxq, y, ldy);                                                            \
@@ -339,16 +450,17 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     void (*fn)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t);
     if (nr % KP_ROWS != 0)
         return -1;
-    if (type == GGML_T_Q4_K) {
+    if (type == GGML_T_Q4_K || type == GGML_T_Q6_K) {
         if (n % KP_QK != 0)
             return -1;
         const uint8_t *p = packed, *x = xq;
         const size_t gs = kern_pack_group_bytes(type, n, rb);
+        void (*kf)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t) =
+            type == GGML_T_Q4_K ? kp_q4_k_any : kp_q6_k_any;
         for (int g = 0; g < nr / KP_ROWS; g++)
             for (int c0 = 0; c0 < nt; c0 += KP_CMAX) {
                 const int C = nt - c0 < KP_CMAX ? nt - c0 : KP_CMAX;
-                kp_q4_k_any(C, n, p + (size_t)g * gs, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS,
-                            ldy);
+                kf(C, n, p + (size_t)g * gs, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS, ldy);
             }
         return 0;
     }

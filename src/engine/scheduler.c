@@ -768,7 +768,8 @@ static int step(sched *s)
         nx = j->next;
         if (j->step_rows == 0)
             continue;
-        float *row0 = s->logits + (size_t)j->step_logit_row0 * (size_t)s->n_vocab;
+        /* a step of mid-prompt chunks only wants no logits (s->logits may be NULL) */
+        float *row0 = s->logits ? s->logits + (size_t)j->step_logit_row0 * (size_t)s->n_vocab : NULL;
         int target;
         job_is_prefilling(s, j, &target);
         if (j->width && j->n_live) {
