@@ -18,7 +18,9 @@
  * what else is in its batch. Different levels give (slightly) different bits.
  *
  * Q8 activations (the integer path). For weight types whose blocks hold
- * 32 small integers and one scale (Q8_0, Q4_0, Q5_0), activations are
+ * 32 small integers and one scale (Q8_0, Q4_0, Q5_0; and Q4_K, Q6_K through
+ * the packed kernels below, with their sub-block scales and mins applied
+ * per 32 or 16 elements), activations are
  * quantized per block of KERN_Q8_BLOCK: amax = max |x|, dx = amax / 127,
  * q = round-to-nearest-even(x * (127 / amax)) (all 0 when amax = 0), the
  * same bits at every level. A (row, token) output is then
