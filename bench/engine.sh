@@ -19,6 +19,7 @@
 #
 # Environment: BENCH_DIR (models; default /tmp/ward-bench, ~3.9 GB),
 # BUILD_DIR (default build-bench), RUNS (default 3), THREADS (default 2),
+# TYPES (default "f16 q8_0 q4_0"; any `ward quantize` type, e.g. q4_k),
 # SMALL=1 (a tiny model of the same kind: checks this script in seconds).
 # The machine should be quiet: the load average is printed; compare ratios
 # from one run, not absolute figures from different runs.
@@ -54,7 +55,9 @@ if [ ! -s "$F16" ]; then
     echo "== making $F16"
     "$PY" "$SRC/bench/make_model.py" "$F16" $mkflag
 fi
-for q in q8_0 q4_0; do
+TYPES=${TYPES:-"f16 q8_0 q4_0"}
+for q in $TYPES; do
+    [ "$q" = f16 ] && continue
     out="$BENCH_DIR/$tag-$q.gguf"
     if [ ! -s "$out" ] || [ "$out" -ot "$F16" ]; then
         echo "== ward quantize -> $out"
@@ -81,7 +84,7 @@ fi
 # neighbour weighs on all of them alike.
 for i in $(seq "$RUNS"); do
     measure_bw >>"$bws"
-    for t in f16 q8_0 q4_0; do
+    for t in $TYPES; do
         f="$BENCH_DIR/$tag-$t.gguf"
         j=$("$WARD" bench --model "$f" -p 128 -n 64 --threads "$THREADS" --json)
         echo "ward $t $j" >>"$results"
@@ -99,7 +102,8 @@ echo "read bandwidth ($THREADS threads, median of $((RUNS + 1)) probes): $BW GB/
 "$PY" - "$results" "$BW" "$embd_elems" <<'PYEOF'
 import json, os, statistics, sys
 path, bw, embd = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-bpe = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}   # bytes per weight
+bpe = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_k": 144 / 256, "q6_k": 210 / 256,
+       "q5_0": 22 / 32, "q4_1": 20 / 32, "q5_k": 176 / 256}   # bytes per weight
 ward, llama = {}, {}
 for line in open(path):
     who, t, js = line.split(" ", 2)
@@ -121,7 +125,7 @@ hdr = "%-5s %9s %10s %10s %11s %9s" % ("type", "GiB", "pp tok/s", "tg tok/s", "d
 if llama:
     hdr += " %12s %12s %8s %8s" % ("llama pp", "llama tg", "pp x", "tg x")
 print(hdr)
-for t in ("f16", "q8_0", "q4_0"):
+for t in ward:
     runs = ward.get(t, [])
     if not runs:
         continue
@@ -136,5 +140,6 @@ for t in ("f16", "q8_0", "q4_0"):
         lt = statistics.median(r[1] for r in llama[t])
         line += " %12.1f %12.1f %8.2f %8.2f" % (lp, lt, pp / lp if lp else 0, tg / lt if lt else 0)
     print(line)
-print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / %.1f GB/s)" % (len(ward.get("f16", [])), bw))
+print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / %.1f GB/s)" % (
+    max(len(v) for v in ward.values()) if ward else 0, bw))
 PYEOF
