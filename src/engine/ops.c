@@ -359,6 +359,7 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
 
 #define OPS_Q8_CHUNK_ROWS 32      /* rows per grab on the integer path with many tokens (32 x 5632 Q4_0 = 100 KB: L2) */
 #define OPS_DECODE_CHUNKS 4       /* row chunks per thread in decode (see below) */
+#define OPS_PAR_MIN_MACS (1u << 19) /* below ~10 us of work a matmul stays on one thread */
 #define OPS_Q8_PAR_TOKENS 8       /* from this many tokens, activations are quantized by all threads */
 
 typedef struct {
@@ -551,7 +552,15 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
         t->chunk = matmul_chunk(p, t);
         atomic_init(&t->next, 0);
     }
-    ops_pool_run(p, matmul_worker, &g);
+    /* Small products (tiny models, or one token through a small matrix) run
+     * on the calling thread: waking the others costs more than they save. */
+    uint64_t macs = 0;
+    for (int i = 0; i < nw; i++)
+        macs += (uint64_t)ws[i]->ne0 * ws[i]->ne1 * (uint64_t)n_tok;
+    if (macs < OPS_PAR_MIN_MACS)
+        matmul_worker(&g, 0, 1);
+    else
+        ops_pool_run(p, matmul_worker, &g);
 }
 
 void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
