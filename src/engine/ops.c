@@ -31,6 +31,7 @@
  * exactly once per ith either way, on some thread, with scratch ith. */
 
 #define OPS_SCRATCH_ALIGN 64  /* cache line */
+#define OPS_PAR_MIN_MACS (1u << 19) /* below ~10 us of work a matmul stays on the calling thread */
 #define OPS_SPIN_ITERS 20000  /* pause loops (~100-400 us) before sleeping */
 /* Per-thread panel of dequantized weight rows for the tiled GEMM: 256 KiB
  * stays in L2 while every token tile of the batch passes over it. */
@@ -53,6 +54,7 @@ struct ops_pool {
     size_t scratch_floats;
     share_slot *share;       /* [n_threads]; slot 0 unused */
     void *xq;                /* quantized activations of the current matmul (grown by the owner) */
+    uint64_t par_min_macs;   /* smaller matmuls run on the caller alone */
     size_t xq_cap;
 
     _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint32_t gen; /* futex word: bumped for each task */
@@ -155,6 +157,7 @@ ops_pool *ops_pool_new(int n_threads, size_t scratch_floats, char *err, size_t e
     }
     p->n_threads = n_threads;
     p->scratch_floats = scratch_floats;
+    p->par_min_macs = OPS_PAR_MIN_MACS;
     p->scratch = calloc((size_t)n_threads, sizeof *p->scratch);
     p->panel = calloc((size_t)n_threads, sizeof *p->panel);
     p->share = aligned_alloc(OPS_SCRATCH_ALIGN, (size_t)n_threads * sizeof *p->share);
@@ -218,6 +221,7 @@ void ops_pool_free(ops_pool *p)
 }
 
 int ops_pool_n_threads(const ops_pool *p) { return p->n_threads; }
+void ops_pool_set_par_min(ops_pool *p, uint64_t macs) { p->par_min_macs = macs; }
 float *ops_pool_scratch(ops_pool *p, int ith) { return p->scratch[ith]; }
 size_t ops_pool_scratch_floats(const ops_pool *p) { return p->scratch_floats; }
 
@@ -359,7 +363,6 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
 
 #define OPS_Q8_CHUNK_ROWS 32      /* rows per grab on the integer path with many tokens (32 x 5632 Q4_0 = 100 KB: L2) */
 #define OPS_DECODE_CHUNKS 4       /* row chunks per thread in decode (see below) */
-#define OPS_PAR_MIN_MACS (1u << 19) /* below ~10 us of work a matmul stays on one thread */
 #define OPS_Q8_PAR_TOKENS 8       /* from this many tokens, activations are quantized by all threads */
 
 typedef struct {
@@ -557,7 +560,7 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
     uint64_t macs = 0;
     for (int i = 0; i < nw; i++)
         macs += (uint64_t)ws[i]->ne0 * ws[i]->ne1 * (uint64_t)n_tok;
-    if (macs < OPS_PAR_MIN_MACS)
+    if (macs < p->par_min_macs)
         matmul_worker(&g, 0, 1);
     else
         ops_pool_run(p, matmul_worker, &g);

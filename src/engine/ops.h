@@ -31,6 +31,10 @@ typedef void (*ops_task_fn)(void *ctx, int ith, int nth);
 ops_pool *ops_pool_new(int n_threads, size_t scratch_floats, char *err, size_t errlen);
 void ops_pool_free(ops_pool *p);
 int ops_pool_n_threads(const ops_pool *p);
+/* Matmuls of fewer multiply-adds than this run on the calling thread alone
+ * (default 512K: waking the workers costs more). Tests set 0 to exercise
+ * the threaded path on small matrices. */
+void ops_pool_set_par_min(ops_pool *p, uint64_t macs);
 void ops_pool_run(ops_pool *p, ops_task_fn fn, void *ctx);
 /* Thread ith's scratch buffer (scratch_floats floats, 64-byte aligned). */
 float *ops_pool_scratch(ops_pool *p, int ith);

@@ -281,6 +281,7 @@ static void test_matmul_packed(void **s)
     ops_pool *p1 = ops_pool_new(1, OPS_MATMUL_ROWS * N, err, sizeof err), *p3 = ops_pool_new(3, OPS_MATMUL_ROWS * N, err, sizeof err);
     assert_non_null(p1);
     assert_non_null(p3);
+    ops_pool_set_par_min(p3, 0); /* threaded even for these small matrices */
     float *x = malloc(sizeof *x * N * TOK), *ya = malloc(sizeof *ya * MAX_ROWS * TOK);
     float *yb = malloc(sizeof *yb * MAX_ROWS * TOK), *y1 = malloc(sizeof *y1 * MAX_ROWS);
     float *bias = malloc(sizeof *bias * MAX_ROWS);
@@ -367,6 +368,7 @@ static void test_pack_f16(void **s)
     ops_pool *p1 = ops_pool_new(1, OPS_MATMUL_ROWS * N, err, sizeof err), *p3 = ops_pool_new(3, OPS_MATMUL_ROWS * N, err, sizeof err);
     assert_non_null(p1);
     assert_non_null(p3);
+    ops_pool_set_par_min(p3, 0); /* threaded even for these small matrices */
     model_weight mw = {.data = w, .type = GGML_T_F16, .ne0 = N, .ne1 = MAX_ROWS, .row_bytes = rb, .name = "w", .packed = pk};
     ops_matmul(p3, &mw, NULL, x, TOK, yb);
     assert_memory_equal(ya, yb, sizeof *ya * MAX_ROWS * TOK);

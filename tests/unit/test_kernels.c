@@ -297,6 +297,7 @@ static void test_matmul_invariance(void **s)
     ops_pool *p2 = ops_pool_new(3, OPS_MATMUL_ROWS * MM_N, err, sizeof err);
     assert_non_null(p1);
     assert_non_null(p2);
+    ops_pool_set_par_min(p2, 0); /* threaded even for these small matrices */
     float *x = malloc(MM_TOK * MM_N * sizeof *x), *bias = malloc(MM_OUT * sizeof *bias);
     float *yb = malloc(MM_TOK * MM_OUT * sizeof *yb), *y1 = malloc(MM_OUT * sizeof *y1);
     float *yt = malloc(MM_TOK * MM_OUT * sizeof *yt), *deq = malloc(MM_N * sizeof *deq);
