@@ -18,7 +18,7 @@
  * what else is in its batch. Different levels give (slightly) different bits.
  *
  * Q8 activations (the integer path). For weight types whose blocks hold
- * 32 small integers and one scale (Q8_0, Q4_0, Q5_0; and Q4_K, Q6_K through
+ * 32 small integers and one scale (Q8_0, Q4_0, Q5_0; and Q4_K, Q5_K, Q6_K through
  * the packed kernels below, with their sub-block scales and mins applied
  * per 32 or 16 elements), activations are
  * quantized per block of KERN_Q8_BLOCK: amax = max |x|, dx = amax / 127,
@@ -111,10 +111,10 @@ int kern_has_fused(const kern_ops *k, uint32_t type);
 int kern_has_q8(const kern_ops *k, uint32_t type);
 
 /* ---- Packed weights (AVX-512; VNNI for the integer types) ----
- * Q4_0, Q8_0, Q4_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
+ * Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
  * rows can be copied at load time into groups of 16 interleaved rows
- * (kern_pack.c has the layouts; group g at g * kern_pack_group_bytes). Q4_K
- * and Q6_K have no row-major integer kernel: without packing they keep f32
+ * (kern_pack.c has the layouts; group g at g * kern_pack_group_bytes). K-quants
+ * have no row-major integer kernel: without packing they keep f32
  * activations.
  * Their kernel needs no horizontal sums and unpacks each weight byte once
  * per tile of up to 8 tokens: decode becomes purely bandwidth-bound and
@@ -130,7 +130,8 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1);
 int kern_pack_usable(const kern_ops *k, uint32_t type);
 /* Bytes of one packed group of KERN_PACK_ROWS rows (row_bytes each, n
  * elements): 16 * row_bytes, except Q4_K (scales and mins unpacked to bytes:
- * n / 256 * 2368, 3% more) and Q6_K (values unpacked to bytes: n / 256 *
+ * n / 256 * 2368, 3% more; Q5_K: + fifth-bit masks, 2880, 2% more) and Q6_K
+ * (values unpacked to bytes: n / 256 *
  * 4384, 30% more). Group g of a packed matrix starts at g times this. */
 size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t row_bytes);
 /* Packs nr rows (nr % KERN_PACK_ROWS == 0) of n elements, row_bytes each,

@@ -32,6 +32,7 @@
 #define KP_ROWS KERN_PACK_ROWS
 #define KP_QK 256        /* K-quant super-block */
 #define KP_Q4K_SB 2368   /* packed bytes of 16 rows x one Q4_K super-block: 64 + 256 + 2048 */
+#define KP_Q5K_SB 2880   /* Q5_K: the Q4_K layout + 512 bytes of fifth-bit masks */
 #define KP_Q6K_SB 4384   /* Q6_K: 32 + 256 + 4096 (6-bit values kept as bytes: 1.3x the original) */
 #define KP_ROW_ALIGN 64
 #define KP_F16_TILE 64 /* elements per row pass when packing F16: 16 x 128 B read, 2 KiB written */
@@ -46,7 +47,7 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
         return 0;
     if (type == GGML_T_F16)
         return 1;
-    if (type == GGML_T_Q4_K || type == GGML_T_Q6_K)
+    if (type == GGML_T_Q4_K || type == GGML_T_Q5_K || type == GGML_T_Q6_K)
         return ne0 % KP_QK == 0 && cpu_get_features()->avx512_vnni;
     return kp_block_bytes(type) != 0 && ne0 % KERN_Q8_BLOCK == 0 && cpu_get_features()->avx512_vnni;
 #else
@@ -57,7 +58,12 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
 
 size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t rb)
 {
-    return type == GGML_T_Q4_K ? n / KP_QK * KP_Q4K_SB : type == GGML_T_Q6_K ? n / KP_QK * KP_Q6K_SB : KP_ROWS * rb;
+    switch (type) {
+    case GGML_T_Q4_K: return n / KP_QK * KP_Q4K_SB;
+    case GGML_T_Q5_K: return n / KP_QK * KP_Q5K_SB;
+    case GGML_T_Q6_K: return n / KP_QK * KP_Q6K_SB;
+    default: return KP_ROWS * rb;
+    }
 }
 
 int kern_pack_usable(const kern_ops *k, uint32_t type)
@@ -88,21 +94,39 @@ static void kp_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
     }
 }
 
-static void kp_pack_q4_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8_t *d)
+/* Q5_K (176 bytes: d, dmin, 12 scale bytes, qh[32], qs[128]) packs as Q4_K
+ * plus, per pair c and chunk k, two 64-bit masks (low then high sub-block):
+ * bit 4r + e is the fifth bit of row r's element 4k + e, so one masked add
+ * of 16 restores the 5-bit values. */
+static void kp_pack_q45_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8_t *d, int q5)
 {
-    const size_t nsb = n / KP_QK;
+    const size_t nsb = n / KP_QK, sb = q5 ? KP_Q5K_SB : KP_Q4K_SB, bb = q5 ? 176 : 144;
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nsb; b++) {
-            uint8_t *o = d + (g * nsb + b) * KP_Q4K_SB;
+            uint8_t *o = d + (g * nsb + b) * sb;
+            if (q5)
+                memset(o + 2368, 0, KP_Q5K_SB - 2368);
             for (size_t r = 0; r < KP_ROWS; r++) {
-                const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * 144;
+                const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * bb, *qs = blk + (q5 ? 48 : 16);
                 memcpy(o + 2 * r, blk, 2);
                 memcpy(o + 32 + 2 * r, blk + 2, 2);
                 for (int j = 0; j < 8; j++)
                     kp_scale_min(j, blk + 4, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
                 for (size_t c = 0; c < 4; c++)
-                    for (size_t k = 0; k < 8; k++)
-                        memcpy(o + 320 + c * 512 + k * 64 + 4 * r, blk + 16 + 32 * c + 4 * k, 4);
+                    for (size_t k = 0; k < 8; k++) {
+                        memcpy(o + 320 + c * 512 + k * 64 + 4 * r, qs + 32 * c + 4 * k, 4);
+                        if (!q5)
+                            continue;
+                        for (int h = 0; h < 2; h++) {
+                            uint64_t m;
+                            uint8_t *mp = o + 2368 + (c * 8 + k) * 16 + 8 * (size_t)h;
+                            memcpy(&m, mp, 8);
+                            for (size_t e = 0; e < 4; e++)
+                                if ((blk[16 + 4 * k + e] >> (2 * c + (size_t)h)) & 1)
+                                    m |= 1ull << (4 * r + e);
+                            memcpy(mp, &m, 8);
+                        }
+                    }
             }
         }
 }
@@ -158,8 +182,8 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
             }
         return;
     }
-    if (type == GGML_T_Q4_K) {
-        kp_pack_q4_k(s, rb, n, nr, d);
+    if (type == GGML_T_Q4_K || type == GGML_T_Q5_K) {
+        kp_pack_q45_k(s, rb, n, nr, d, type == GGML_T_Q5_K);
         return;
     }
     if (type == GGML_T_Q6_K) {
@@ -289,16 +313,17 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
 
 /* Q4_K, 16 rows x C tokens: per sub-block j, I = sum of nibble x q (exact,
  * unsigned weights need no offset), then acc += (d sc_j dx) I - (dmin m_j dx) S. */
-KPI void kp_tile_q4_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
+KPI void kp_tile_q45_k(const int Q5, const int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq,
+                       float *y, size_t ldy)
 {
-    const size_t nsb = n / KP_QK, nb = n / KERN_Q8_BLOCK;
-    const __m512i m4 = _mm512_set1_epi8(15);
+    const size_t nsb = n / KP_QK, nb = n / KERN_Q8_BLOCK, sbb = Q5 ? KP_Q5K_SB : KP_Q4K_SB;
+    const __m512i m4 = _mm512_set1_epi8(15), sixteen = _mm512_set1_epi8(16);
     __m512 acc[KP_CMAX];
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
         acc[c] = _mm512_setzero_ps();
     for (size_t b = 0; b < nsb; b++) {
-        const uint8_t *gb = g + b * KP_Q4K_SB;
+        const uint8_t *gb = g + b * sbb;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + 32)));
         for (int cp = 0; cp < 4; cp++) {
@@ -309,7 +334,13 @@ KPI void kp_tile_q4_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 const __m512i v = _mm512_loadu_si512(gb + 320 + cp * 512 + k * 64);
-                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (Q5) {
+                    uint64_t mk[2];
+                    memcpy(mk, gb + 2368 + (cp * 8 + k) * 16, 16);
+                    lo = _mm512_mask_add_epi8(lo, (__mmask64)mk[0], lo, sixteen);
+                    hi = _mm512_mask_add_epi8(hi, (__mmask64)mk[1], hi, sixteen);
+                }
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
                     const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + (b * 8 + 2 * (size_t)cp) * 32;
@@ -410,20 +441,23 @@ static KPT void kp_q6_k_any(int C, size_t n, const uint8_t *g, const uint8_t *xq
     }
 }
 
-#define KP4K_CASE(C_)                                                                                        \
+#define KP45K_CASE(Q5_, C_)                                                                                  \
     case C_:                                                                                                 \
-        kp_tile_q4_k(C_, n, g, xq, ldxq, y, ldy);                                                            \
+        kp_tile_q45_k(Q5_, C_, n, g, xq, ldxq, y, ldy);                                                      \
         break
-
-static KPT void kp_q4_k_any(int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
-{
-    switch (C) {
-        KP4K_CASE(1); KP4K_CASE(2); KP4K_CASE(3); KP4K_CASE(4); KP4K_CASE(5); KP4K_CASE(6); KP4K_CASE(7);
-        KP4K_CASE(8);
-    default:
-        break;
+#define KP45K_ANY(name, Q5_)                                                                                 \
+    static KPT void name(int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy) \
+    {                                                                                                        \
+        switch (C) {                                                                                         \
+            KP45K_CASE(Q5_, 1); KP45K_CASE(Q5_, 2); KP45K_CASE(Q5_, 3); KP45K_CASE(Q5_, 4);                  \
+            KP45K_CASE(Q5_, 5); KP45K_CASE(Q5_, 6); KP45K_CASE(Q5_, 7); KP45K_CASE(Q5_, 8);                  \
+        default:                                                                                             \
+            break;                                                                                           \
+        }                                                                                                    \
     }
-}
+
+KP45K_ANY(kp_q4_k_any, 0)
+KP45K_ANY(kp_q5_k_any, 1)
 
 #define KP_CASE(T_, C_)                                                                                      \
     case C_:                                                                                                 \
@@ -450,13 +484,13 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     void (*fn)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t);
     if (nr % KP_ROWS != 0)
         return -1;
-    if (type == GGML_T_Q4_K || type == GGML_T_Q6_K) {
+    if (type == GGML_T_Q4_K || type == GGML_T_Q5_K || type == GGML_T_Q6_K) {
         if (n % KP_QK != 0)
             return -1;
         const uint8_t *p = packed, *x = xq;
         const size_t gs = kern_pack_group_bytes(type, n, rb);
         void (*kf)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t) =
-            type == GGML_T_Q4_K ? kp_q4_k_any : kp_q6_k_any;
+            type == GGML_T_Q4_K ? kp_q4_k_any : type == GGML_T_Q5_K ? kp_q5_k_any : kp_q6_k_any;
         for (int g = 0; g < nr / KP_ROWS; g++)
             for (int c0 = 0; c0 < nt; c0 += KP_CMAX) {
                 const int C = nt - c0 < KP_CMAX ? nt - c0 : KP_CMAX;

@@ -543,7 +543,7 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
         t0.packed = 1; /* f32 activations, no quantization */
     if (t0.packed)
         t0.group_bytes = kern_pack_group_bytes(w->type, n_in, w->row_bytes);
-    if ((w->type == GGML_T_Q4_K || w->type == GGML_T_Q6_K) && !t0.packed)
+    if ((w->type == GGML_T_Q4_K || w->type == GGML_T_Q5_K || w->type == GGML_T_Q6_K) && !t0.packed)
         t0.xq = NULL; /* no row-major integer kernel: f32 path */
     matmul_group g = {.n = nw};
     for (int i = 0; i < nw; i++) {
