@@ -12,6 +12,14 @@ weights:
   - max |logit error| < 1e-3 * max |logit|,
   - ward's greedy token is the reference's best within that tolerance,
 and that F32 and F16 files give the same greedy sequence.
+
+Types ward computes on 8-bit activations here (`ward version` lists them:
+Q8_0/Q4_0/Q5_0, and the K-quants when packed) are compared with a reference
+that rounds their activations the same way (same 1e-3 bound), and their
+greedy tokens must be within GAP_TOL of the logit scale of the unrounded
+reference (issue 3's rule for quantized types). The quantized cases run
+twice: with packing (the default) and with WARD_REPACK=0 (row-major integer
+kernels, f32 K-quants).
 """
 import json
 import os
@@ -166,6 +174,32 @@ def quantize_available():
     return r.returncode == 0 and "not built" not in (r.stdout + r.stderr).lower()
 
 
+def quantized_cases(tmp, tag):
+    # Q8_0 / Q4_0 written by the Python writer (rows multiple of 32)
+    qkw = dict(n_embd=64, n_ff=128, n_vocab=320, seed=4)
+    for wt in ("Q8_0", "Q4_0"):
+        p = os.path.join(tmp, "llama_" + wt + ".gguf")
+        make_model(p, wtype=wt, **qkw)
+        check("llama_gqa/" + wt + tag, p, tmp)
+    p = os.path.join(tmp, "qwen2_Q8_0.gguf")
+    make_model(p, arch="qwen2", wtype="Q8_0", bias=True, tied=True, **qkw)
+    check("qwen2_tied/Q8_0" + tag, p, tmp)
+
+    # K-quants and the other legacy types via `ward quantize` (rows multiple of 256)
+    if not quantize_available():
+        print("note: `ward quantize` not built; K-quant cases skipped")
+        return
+    src = os.path.join(tmp, "k_src.gguf")
+    make_model(src, n_embd=256, n_head=4, n_head_kv=2, n_ff=256, n_vocab=288, seed=5)
+    for qt in ("q4_k", "q5_k", "q6_k", "q5_0", "q4_1"):
+        dst = os.path.join(tmp, "k_" + qt + ".gguf")
+        r = subprocess.run([BIN, "quantize", src, dst, qt], capture_output=True, text=True)
+        if r.returncode != 0:
+            FAILS.append("quantize %s failed: %s" % (qt, r.stderr.strip()[-300:]))
+            continue
+        check("llama_256/" + qt + tag, dst, tmp)
+
+
 def main():
     global INT8_TYPES
     if not os.path.exists(BIN):
@@ -190,29 +224,14 @@ def main():
             if ids16 != ids32:
                 FAILS.append("%s: greedy ids differ between F32 %s and F16 %s" % (name, ids32, ids16))
 
-        # Q8_0 / Q4_0 written by the Python writer (rows multiple of 32)
-        qkw = dict(n_embd=64, n_ff=128, n_vocab=320, seed=4)
-        for wt in ("Q8_0", "Q4_0"):
-            p = os.path.join(tmp, "llama_" + wt + ".gguf")
-            make_model(p, wtype=wt, **qkw)
-            check("llama_gqa/" + wt, p, tmp)
-        p = os.path.join(tmp, "qwen2_Q8_0.gguf")
-        make_model(p, arch="qwen2", wtype="Q8_0", bias=True, tied=True, **qkw)
-        check("qwen2_tied/Q8_0", p, tmp)
-
-        # K-quants and the other legacy types via `ward quantize` (rows multiple of 256)
-        if quantize_available():
-            src = os.path.join(tmp, "k_src.gguf")
-            make_model(src, n_embd=256, n_head=4, n_head_kv=2, n_ff=256, n_vocab=288, seed=5)
-            for qt in ("q4_k", "q5_k", "q6_k", "q5_0", "q4_1"):
-                dst = os.path.join(tmp, "k_" + qt + ".gguf")
-                r = subprocess.run([BIN, "quantize", src, dst, qt], capture_output=True, text=True)
-                if r.returncode != 0:
-                    FAILS.append("quantize %s failed: %s" % (qt, r.stderr.strip()[-300:]))
-                    continue
-                check("llama_256/" + qt, dst, tmp)
-        else:
-            print("note: `ward quantize` not built; K-quant cases skipped")
+        quantized_cases(tmp, "")
+        # again with packing off: the row-major integer kernels (Q8_0, Q4_0,
+        # Q5_0) and the f32 path of the K-quants
+        os.environ["WARD_REPACK"] = "0"
+        INT8_TYPES = int8_types()
+        print("with WARD_REPACK=0, 8-bit activations:", " ".join(INT8_TYPES))
+        quantized_cases(tmp, "/rowmajor")
+        del os.environ["WARD_REPACK"]
 
     if FAILS:
         for f in FAILS:
