@@ -437,8 +437,11 @@ engine *engine_new(const model *m, const engine_params *params, char *err, size_
     if (e->QD > in_max)
         in_max = e->QD;
     size_t scratch = in_max * OPS_MATMUL_ROWS;
-    if ((size_t)p.n_ctx > scratch)
-        scratch = (size_t)p.n_ctx;
+    /* attention scores of one GQA group: n_head / n_head_kv rows of n_ctx
+     * (both bounded by the model limits, so no overflow) */
+    const size_t attn = (size_t)p.n_ctx * (e->hp->n_head / e->hp->n_head_kv);
+    if (attn > scratch)
+        scratch = attn;
     e->pool = ops_pool_new(p.n_threads, scratch, err, errlen);
     if (!e->pool) {
         engine_free(e);
@@ -620,40 +623,54 @@ typedef struct {
     const int32_t *pos, *seq; /* of this step's rows */
 } attn_task;
 
-static void attn_worker(void *arg, int ith, int nth)
+/* Attention of heads h0..h0+nh-1 of row r, which share one KV head (a GQA
+ * group, or one head). Each block of keys (values) is used by every head
+ * of the group while it is in L1, so the cache is read once per group, not
+ * once per head; per head the arithmetic is the same sequence as one head
+ * alone: its scores in position order, softmax, its weighted values in
+ * position order. scores holds nh * (p + 1) floats. */
+static void attn_heads(const attn_task *t, const kern_ops *k, size_t r, uint32_t h0, uint32_t nh, float *scores)
 {
-    const attn_task *t = arg;
     engine *e = t->e;
     const model_hparams *hp = e->hp;
     const size_t hd = hp->head_dim;
-    const uint32_t group = hp->n_head / hp->n_head_kv;
+    const uint32_t kvh = h0 / (hp->n_head / hp->n_head_kv);
     const float scale = 1.0f / sqrtf((float)hd);
-    const size_t n_items = (size_t)t->n_rows * hp->n_head;
-    const size_t i0 = n_items * (size_t)ith / (size_t)nth, i1 = n_items * (size_t)(ith + 1) / (size_t)nth;
-    float *scores = ops_pool_scratch(e->pool, ith);
-    const kern_ops *k = kern_get(); /* once: these calls are short (one head's dims) */
-
-    for (size_t it = i0; it < i1; it++) {
-        size_t r = it / hp->n_head;
-        uint32_t h = (uint32_t)(it % hp->n_head), kvh = h / group;
-        int p = t->pos[r];
-        const float *q = e->q + r * e->QD + h * hd;
-        /* Positions j0..j0+bs-1 live in one block; the order of the
-         * arithmetic is that of one contiguous run over 0..p. */
-        for (int j0 = 0; j0 <= p; j0 += e->bs) {
-            const float *kb = e->k_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
-            int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
-            k->dot_rows(q, kb, e->KD, jn, hd, scale, scores + j0);
-        }
-        ops_softmax(scores, (size_t)p + 1);
-        float *out = e->att + r * e->QD + h * hd;
-        memset(out, 0, hd * sizeof *out);
-        for (int j0 = 0; j0 <= p; j0 += e->bs) {
-            const float *vb = e->v_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
-            int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
-            k->axpy_rows(scores + j0, vb, e->KD, jn, hd, out);
-        }
+    const int p = t->pos[r];
+    const size_t np = (size_t)p + 1;
+    for (int j0 = 0; j0 <= p; j0 += e->bs) {
+        const float *kb = e->k_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
+        const int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
+        for (uint32_t g = 0; g < nh; g++)
+            k->dot_rows(e->q + r * e->QD + (h0 + g) * hd, kb, e->KD, jn, hd, scale, scores + g * np + j0);
     }
+    for (uint32_t g = 0; g < nh; g++) {
+        ops_softmax(scores + g * np, np);
+        memset(e->att + r * e->QD + (h0 + g) * hd, 0, hd * sizeof(float));
+    }
+    for (int j0 = 0; j0 <= p; j0 += e->bs) {
+        const float *vb = e->v_pool + kv_off(e, t->seq[r], t->layer, j0) + kvh * hd;
+        const int jn = p + 1 - j0 < e->bs ? p + 1 - j0 : e->bs;
+        for (uint32_t g = 0; g < nh; g++)
+            k->axpy_rows(scores + g * np + j0, vb, e->KD, jn, hd, e->att + r * e->QD + (h0 + g) * hd);
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    const attn_task *t = arg;
+    const model_hparams *hp = t->e->hp;
+    const uint32_t group = hp->n_head / hp->n_head_kv;
+    float *scores = ops_pool_scratch(t->e->pool, ith);
+    const kern_ops *k = kern_get(); /* once: these calls are short (one head's dims) */
+    /* Work items are (row, KV head) groups when there are enough of them to
+     * share among the threads, else single heads (the same results). */
+    const int by_group = (size_t)t->n_rows * hp->n_head_kv >= (size_t)nth;
+    const uint32_t per_row = by_group ? hp->n_head_kv : hp->n_head, nh = by_group ? group : 1;
+    const size_t n_items = (size_t)t->n_rows * per_row;
+    const size_t i0 = n_items * (size_t)ith / (size_t)nth, i1 = n_items * (size_t)(ith + 1) / (size_t)nth;
+    for (size_t it = i0; it < i1; it++)
+        attn_heads(t, k, it / per_row, (uint32_t)(it % per_row) * nh, nh, scores);
 }
 
 /* ---- one step of at most n_batch rows ---- */

@@ -58,8 +58,10 @@ def test_pool_exhaustion(path):
             "--kv-block-size", "16", "--num-kv-blocks", "16", "--max-num-batched-tokens", "7"]
     with wardlib.start_ward(args) as w:
         out = {}
+        go = threading.Barrier(N)  # all arrive within a moment: the queue must overflow
 
         def one(i):
+            go.wait()
             out[i] = post(w, body(i))
 
         th = [threading.Thread(target=one, args=(i,)) for i in range(N)]
