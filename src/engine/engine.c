@@ -645,7 +645,7 @@ static void attn_heads(const attn_task *t, const kern_ops *k, size_t r, uint32_t
             k->dot_rows(e->q + r * e->QD + (h0 + g) * hd, kb, e->KD, jn, hd, scale, scores + g * np + j0);
     }
     for (uint32_t g = 0; g < nh; g++) {
-        ops_softmax(scores + g * np, np);
+        k->softmax(scores + g * np, np);
         memset(e->att + r * e->QD + (h0 + g) * hd, 0, hd * sizeof(float));
     }
     for (int j0 = 0; j0 <= p; j0 += e->bs) {

@@ -44,6 +44,22 @@ static void axpy_rows_scalar(const float *w, const float *v, size_t ldv, int nv,
         axpy_scalar(w[j], v + (size_t)j * ldv, y, n);
 }
 
+static void softmax_scalar(float *x, size_t n)
+{
+    float mx = x[0];
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (size_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
 static void gemm_scalar(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x, size_t ldx,
                         float *y, size_t ldy)
 {
@@ -167,6 +183,7 @@ const kern_ops kern_ops_scalar = {
     .axpy_f32 = axpy_scalar,
     .dot_rows = dot_rows_scalar,
     .axpy_rows = axpy_rows_scalar,
+    .softmax = softmax_scalar,
     .gemm_f32 = gemm_scalar,
     .dequant_rows = dequant_rows_scalar,
     .gemv = gemv_none,

@@ -65,6 +65,9 @@ typedef struct {
      * running sum stay in registers across positions. */
     void (*dot_rows)(const float *q, const float *k, size_t ldk, int nk, size_t n, float scale, float *out);
     void (*axpy_rows)(const float *w, const float *v, size_t ldv, int nv, size_t n, float *y);
+    /* In-place softmax of n >= 1 values (attention scores). SIMD levels use
+     * a degree-6 polynomial exp (within ~2 ulp of expf) and float sums. */
+    void (*softmax)(float *x, size_t n);
     /* Tiled GEMM on f32: y[t * ldy + r] = dot(w + r * ldw, x + t * ldx, n)
      * for r < nr, t < nt (the canonical dot, bit for bit). */
     void (*gemm_f32)(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x, size_t ldx,

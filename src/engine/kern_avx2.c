@@ -26,6 +26,15 @@ KS_INL vf VLDN(const float *p, size_t n) { return _mm256_maskload_ps(p, ks_mask(
 KS_INL void VST(float *p, vf v) { _mm256_storeu_ps(p, v); }
 KS_INL void VSTN(float *p, vf v, size_t n) { _mm256_maskstore_ps(p, ks_mask(n), v); }
 KS_INL vf VFMA(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+KS_INL vf VADD(vf a, vf b) { return _mm256_add_ps(a, b); }
+KS_INL vf VMAX(vf a, vf b) { return _mm256_max_ps(a, b); }
+KS_INL vf VROUND(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+/* p * 2^k for integral k in [-126, 127] (VROUND of t log2 e, t >= -87): the exponent field */
+KS_INL vf VSCALE2(vf p, vf k)
+{
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
 
 KS_INL float VHSUM(vf v)
 {

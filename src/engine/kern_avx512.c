@@ -25,6 +25,10 @@ KS_INL vf VLDN(const float *p, size_t n) { return _mm512_maskz_loadu_ps(ks_mask(
 KS_INL void VST(float *p, vf v) { _mm512_storeu_ps(p, v); }
 KS_INL void VSTN(float *p, vf v, size_t n) { _mm512_mask_storeu_ps(p, ks_mask(n), v); }
 KS_INL vf VFMA(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+KS_INL vf VADD(vf a, vf b) { return _mm512_add_ps(a, b); }
+KS_INL vf VMAX(vf a, vf b) { return _mm512_max_ps(a, b); }
+KS_INL vf VROUND(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+KS_INL vf VSCALE2(vf p, vf k) { return _mm512_scalef_ps(p, k); } /* p * 2^k */
 
 /* Fixed tree: halves, then quarters, then pairs. */
 KS_INL float VHSUM(vf v)

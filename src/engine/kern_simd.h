@@ -108,6 +108,56 @@ static KS_TARGET void KS(axpy_rows)(const float *w, const float *v, size_t ldv, 
         VST(y + i * KS_V, acc[i]);
 }
 
+/* ---- softmax ----
+ * exp(t) for t <= 0 as 2^k * p(r), k = round(t log2 e), r = t - k ln 2 in
+ * [-ln2/2, ln2/2] (ln 2 split in two for an exact product), p the degree-6
+ * Taylor polynomial (relative error < 2e-7 there); t < -87 gives 0. */
+static KS_TARGET KS_ALWAYS_INLINE vf KS(vexp)(vf t)
+{
+    const vf lo = VSET1(-87.0f);
+    t = VMAX(t, lo);
+    const vf k = VROUND(VMUL(t, VSET1(1.44269504088896341f)));
+    vf r = VFMA(k, VSET1(-0.693145751953125f), t);
+    r = VFMA(k, VSET1(-1.428606765330187045e-06f), r);
+    vf p = VSET1(1.0f / 720);
+    p = VFMA(p, r, VSET1(1.0f / 120));
+    p = VFMA(p, r, VSET1(1.0f / 24));
+    p = VFMA(p, r, VSET1(1.0f / 6));
+    p = VFMA(p, r, VSET1(0.5f));
+    p = VFMA(p, r, VSET1(1.0f));
+    p = VFMA(p, r, VSET1(1.0f));
+    return VSCALE2(p, k);
+}
+
+static KS_TARGET void KS(softmax)(float *x, size_t n)
+{
+    float mx = x[0];
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    const vf vm = VSET1(mx);
+    vf acc = VZERO();
+    size_t i = 0;
+    for (; i + KS_V <= n; i += KS_V) {
+        const vf e = KS(vexp)(VSUB(VLD(x + i), vm));
+        VST(x + i, e);
+        acc = VADD(acc, e);
+    }
+    float sum = VHSUM(acc);
+    for (; i < n; i++) { /* the tail, one lane at a time through the same formula */
+        float tail[KS_V] = {0};
+        tail[0] = x[i] - mx;
+        VST(tail, KS(vexp)(VLD(tail)));
+        x[i] = tail[0];
+        sum += x[i];
+    }
+    const vf inv = VSET1(1.0f / sum);
+    for (i = 0; i + KS_V <= n; i += KS_V)
+        VST(x + i, VMUL(VLD(x + i), inv));
+    for (; i < n; i++)
+        x[i] *= 1.0f / sum;
+}
+
 /* ---- f32 GEMM tile: R rows x C tokens, each a canonical dot ---- */
 
 static KS_TARGET KS_ALWAYS_INLINE void KS(tile)(const int R, const int C, size_t n, const float *w, size_t ldw,
@@ -489,6 +539,7 @@ const kern_ops KS(kern_ops) = {
     .axpy_f32 = KS(axpy_f32),
     .dot_rows = KS(dot_rows),
     .axpy_rows = KS(axpy_rows),
+    .softmax = KS(softmax),
     .gemm_f32 = KS(gemm_f32),
     .dequant_rows = KS(dequant_rows),
     .gemv = KS(gemv),

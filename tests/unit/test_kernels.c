@@ -163,6 +163,38 @@ static void check_dot_axpy(const kern_ops *k)
             k->axpy_f32(w[j], kv + (size_t)j * ld, yb, n);
         assert_memory_equal(ya, yb, n * sizeof *ya);
     }
+    /* softmax: within 1e-6 relative of a double softmax (plus the rounding
+     * of x - max), also with scores
+     * spread far below the maximum (underflow to ~0) and ragged lengths */
+    static const size_t sm_n[] = {1, 2, 15, 16, 17, 100, 1000};
+    static const float spread[] = {1.0f, 30.0f, 200.0f};
+    for (size_t i = 0; i < sizeof sm_n / sizeof sm_n[0]; i++)
+        for (size_t sp = 0; sp < sizeof spread / sizeof spread[0]; sp++) {
+            const size_t n = sm_n[i];
+            float v[1000];
+            double want[1000], mx = -1e300, sum = 0;
+            for (size_t j = 0; j < n; j++) {
+                v[j] = frand() * spread[sp];
+                if (v[j] > mx)
+                    mx = v[j];
+            }
+            for (size_t j = 0; j < n; j++)
+                sum += want[j] = exp((double)v[j] - mx);
+            k->softmax(v, n);
+            double tot = 0;
+            for (size_t j = 0; j < n; j++) {
+                want[j] /= sum;
+                tot += v[j];
+                /* the float difference x - max carries up to half an ulp of |x - max| */
+                const double t = fabs(log(want[j] * sum));
+                if (!(fabs(v[j] - want[j]) <= (1e-6 + 1.2e-7 * t) * want[j] + 1e-37)) {
+                    printf("level %s softmax n=%zu spread %g [%zu]: %.9g vs %.9g\n", cpu_level_name(k->level), n,
+                           (double)spread[sp], j, (double)v[j], want[j]);
+                    fail();
+                }
+            }
+            assert_true(fabs(tot - 1.0) < 1e-5);
+        }
 }
 
 /* GEMM: within rounding of a double reference, and every output bit-equal
