@@ -18,6 +18,9 @@
  * horizontal sums, and each weight byte is unpacked once for every token
  * of the tile.
  *
+ * A group's blocks are one linear stream, which the hardware prefetcher
+ * follows: software prefetch 1 or 4 KiB ahead measured slower in decode.
+ *
  * Per (row, token) the float work is, for every block in order,
  * acc = fma(float(I_b), dw * dx, acc) in that row's lane: one fixed sequence
  * whatever the tile shape (batch invariance), a different order from the
@@ -263,10 +266,6 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
         acc[c] = _mm512_setzero_ps();
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *gb = g + b * gbb;
-#ifdef KP_PREFETCH
-        for (size_t l = 0; l < gbb; l += 64)
-            _mm_prefetch((const char *)gb + KP_PREFETCH + l, _MM_HINT_T0);
-#endif
         __m512i is[KP_CMAX];
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
