@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "engine/kern_x86.h"
+
 #define KS_TARGET __attribute__((target("avx2,fma,f16c")))
 #define KS(name) name##_avx2
 #define KS_V 8
@@ -26,6 +28,7 @@ KS_INL vf VLDN(const float *p, size_t n) { return _mm256_maskload_ps(p, ks_mask(
 KS_INL void VST(float *p, vf v) { _mm256_storeu_ps(p, v); }
 KS_INL void VSTN(float *p, vf v, size_t n) { _mm256_maskstore_ps(p, ks_mask(n), v); }
 KS_INL vf VFMA(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+KS_INL float VHSUM(vf v) { return kx_hsum256(v); }
 KS_INL vf VADD(vf a, vf b) { return _mm256_add_ps(a, b); }
 KS_INL vf VMAX(vf a, vf b) { return _mm256_max_ps(a, b); }
 KS_INL vf VROUND(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
@@ -36,13 +39,6 @@ KS_INL vf VSCALE2(vf p, vf k)
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-KS_INL float VHSUM(vf v)
-{
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
-}
 
 KS_INL __m128i ks_ld16n(const void *p, size_t n)
 {
@@ -69,19 +65,13 @@ KS_INL vf VI2F(vi a) { return _mm256_cvtepi32_ps(a); }
 KS_INL vf VMUL(vf a, vf b) { return _mm256_mul_ps(a, b); }
 KS_INL vf VSUB(vf a, vf b) { return _mm256_sub_ps(a, b); }
 
-KS_INL float ks_f16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
 KS_INL __m256i ks_u8x8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
 
 /* Q8_0: f16 d; i8 qs[32]. y = qs * d. */
 KS_INL void deq_q8_0(const uint8_t *b, vf out[4])
 {
-    const vf d = _mm256_set1_ps(ks_f16(b));
+    const vf d = _mm256_set1_ps(kx_f16(b));
     for (int j = 0; j < 4; j++)
         out[j] = _mm256_mul_ps(
             _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * j)))), d);
@@ -100,7 +90,7 @@ KS_INL void ks_nibbles(const uint8_t *qs, __m256i q[4])
 
 KS_INL void deq_q4_0(const uint8_t *b, vf out[4])
 {
-    const vf d = _mm256_set1_ps(ks_f16(b));
+    const vf d = _mm256_set1_ps(kx_f16(b));
     __m256i q[4];
     ks_nibbles(b + 2, q);
     for (int j = 0; j < 4; j++)
@@ -109,7 +99,7 @@ KS_INL void deq_q4_0(const uint8_t *b, vf out[4])
 
 KS_INL void deq_q4_1(const uint8_t *b, vf out[4])
 {
-    const vf d = _mm256_set1_ps(ks_f16(b)), m = _mm256_set1_ps(ks_f16(b + 2));
+    const vf d = _mm256_set1_ps(kx_f16(b)), m = _mm256_set1_ps(kx_f16(b + 2));
     __m256i q[4];
     ks_nibbles(b + 4, q);
     for (int j = 0; j < 4; j++)
@@ -118,7 +108,7 @@ KS_INL void deq_q4_1(const uint8_t *b, vf out[4])
 
 KS_INL void deq_q5_0(const uint8_t *b, vf out[4])
 {
-    const vf d = _mm256_set1_ps(ks_f16(b));
+    const vf d = _mm256_set1_ps(kx_f16(b));
     uint32_t h;
     memcpy(&h, b + 2, 4);
     __m256i q[4];

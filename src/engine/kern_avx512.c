@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "engine/kern_x86.h"
+
 #define KS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define KS(name) name##_avx512
 #define KS_V 16
@@ -25,20 +27,12 @@ KS_INL vf VLDN(const float *p, size_t n) { return _mm512_maskz_loadu_ps(ks_mask(
 KS_INL void VST(float *p, vf v) { _mm512_storeu_ps(p, v); }
 KS_INL void VSTN(float *p, vf v, size_t n) { _mm512_mask_storeu_ps(p, ks_mask(n), v); }
 KS_INL vf VFMA(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+KS_INL float VHSUM(vf v) { return kx_hsum512(v); }
 KS_INL vf VADD(vf a, vf b) { return _mm512_add_ps(a, b); }
 KS_INL vf VMAX(vf a, vf b) { return _mm512_max_ps(a, b); }
 KS_INL vf VROUND(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 KS_INL vf VSCALE2(vf p, vf k) { return _mm512_scalef_ps(p, k); } /* p * 2^k */
 
-/* Fixed tree: halves, then quarters, then pairs. */
-KS_INL float VHSUM(vf v)
-{
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
-}
 
 KS_INL vf VLD_F16(const void *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 KS_INL vf VLDN_F16(const void *p, size_t n) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(ks_mask(n), p)); }
@@ -64,17 +58,11 @@ KS_INL vf VI2F(vi a) { return _mm512_cvtepi32_ps(a); }
 KS_INL vf VMUL(vf a, vf b) { return _mm512_mul_ps(a, b); }
 KS_INL vf VSUB(vf a, vf b) { return _mm512_sub_ps(a, b); }
 
-KS_INL float ks_f16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
 /* Q8_0: f16 d; i8 qs[32]. y = qs * d. */
 KS_INL void deq_q8_0(const uint8_t *b, vf out[2])
 {
-    const vf d = _mm512_set1_ps(ks_f16(b));
+    const vf d = _mm512_set1_ps(kx_f16(b));
     out[0] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))), d);
     out[1] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))), d);
 }
@@ -84,7 +72,7 @@ KS_INL void deq_q8_0(const uint8_t *b, vf out[2])
 KS_INL void deq_q4_0(const uint8_t *b, vf out[2])
 {
     const vf tab = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7),
-                                 _mm512_set1_ps(ks_f16(b)));
+                                 _mm512_set1_ps(kx_f16(b)));
     const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
     out[0] = _mm512_permutexvar_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)), tab);
     out[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
@@ -94,8 +82,8 @@ KS_INL void deq_q4_0(const uint8_t *b, vf out[2])
 KS_INL void deq_q4_1(const uint8_t *b, vf out[2])
 {
     const vf tab = _mm512_add_ps(_mm512_mul_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_ps(ks_f16(b))),
-                                 _mm512_set1_ps(ks_f16(b + 2)));
+                                               _mm512_set1_ps(kx_f16(b))),
+                                 _mm512_set1_ps(kx_f16(b + 2)));
     const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 4)));
     out[0] = _mm512_permutexvar_ps(_mm512_and_si512(q, _mm512_set1_epi32(15)), tab);
     out[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), tab);
@@ -105,7 +93,7 @@ KS_INL void deq_q4_1(const uint8_t *b, vf out[2])
  * y = (q - 16) d: a 32-entry table (two registers, vpermt2ps). */
 KS_INL void deq_q5_0(const uint8_t *b, vf out[2])
 {
-    const vf d = _mm512_set1_ps(ks_f16(b));
+    const vf d = _mm512_set1_ps(kx_f16(b));
     const vf lo = _mm512_mul_ps(_mm512_setr_ps(-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1), d);
     const vf hi = _mm512_mul_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), d);
     uint32_t h;

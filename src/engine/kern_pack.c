@@ -425,92 +425,55 @@ KPI void kp_tile_q6_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq
         _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
 }
 
-#define KP6K_CASE(C_)                                                                                        \
-    case C_:                                                                                                 \
-        kp_tile_q6_k(C_, n, g, xq, ldxq, y, ldy);                                                            \
-        break
-
-static KPT void kp_q6_k_any(int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy)
-{
-    switch (C) {
-        KP6K_CASE(1); KP6K_CASE(2); KP6K_CASE(3); KP6K_CASE(4); KP6K_CASE(5); KP6K_CASE(6); KP6K_CASE(7);
-        KP6K_CASE(8);
-    default:
-        break;
-    }
-}
-
-#define KP45K_CASE(Q5_, C_)                                                                                  \
-    case C_:                                                                                                 \
-        kp_tile_q45_k(Q5_, C_, n, g, xq, ldxq, y, ldy);                                                      \
-        break
-#define KP45K_ANY(name, Q5_)                                                                                 \
+/* Per type, a function taking the token count C at run time and calling
+ * the tile inlined for that constant C (accumulators stay in registers). */
+#define KP_DISPATCH(name, CALL)                                                                              \
     static KPT void name(int C, size_t n, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y, size_t ldy) \
     {                                                                                                        \
         switch (C) {                                                                                         \
-            KP45K_CASE(Q5_, 1); KP45K_CASE(Q5_, 2); KP45K_CASE(Q5_, 3); KP45K_CASE(Q5_, 4);                  \
-            KP45K_CASE(Q5_, 5); KP45K_CASE(Q5_, 6); KP45K_CASE(Q5_, 7); KP45K_CASE(Q5_, 8);                  \
-        default:                                                                                             \
-            break;                                                                                           \
+        case 1: CALL(1); break;                                                                              \
+        case 2: CALL(2); break;                                                                              \
+        case 3: CALL(3); break;                                                                              \
+        case 4: CALL(4); break;                                                                              \
+        case 5: CALL(5); break;                                                                              \
+        case 6: CALL(6); break;                                                                              \
+        case 7: CALL(7); break;                                                                              \
+        case 8: CALL(8); break;                                                                              \
+        default: break;                                                                                      \
         }                                                                                                    \
     }
-
-KP45K_ANY(kp_q4_k_any, 0)
-KP45K_ANY(kp_q5_k_any, 1)
-
-#define KP_CASE(T_, C_)                                                                                      \
-    case C_:                                                                                                 \
-        kp_tile(T_, C_, nb, g, xq, ldxq, y, ldy);                                                            \
-        break
-#define KP_ANY(name, T_)                                                                                     \
-    static KPT void kp_##name(int C, size_t nb, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y,  \
-                              size_t ldy)                                                                    \
-    {                                                                                                        \
-        switch (C) {                                                                                         \
-            KP_CASE(T_, 1); KP_CASE(T_, 2); KP_CASE(T_, 3); KP_CASE(T_, 4);                                  \
-            KP_CASE(T_, 5); KP_CASE(T_, 6); KP_CASE(T_, 7); KP_CASE(T_, 8);                                  \
-        default:                                                                                             \
-            break;                                                                                           \
-        }                                                                                                    \
-    }
-
-KP_ANY(q4_0, GGML_T_Q4_0)
-KP_ANY(q8_0, GGML_T_Q8_0)
+#define KP_CALL_Q4_0(C_) kp_tile(GGML_T_Q4_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
+#define KP_CALL_Q8_0(C_) kp_tile(GGML_T_Q8_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
+#define KP_CALL_Q4_K(C_) kp_tile_q45_k(0, C_, n, g, xq, ldxq, y, ldy)
+#define KP_CALL_Q5_K(C_) kp_tile_q45_k(1, C_, n, g, xq, ldxq, y, ldy)
+#define KP_CALL_Q6_K(C_) kp_tile_q6_k(C_, n, g, xq, ldxq, y, ldy)
+KP_DISPATCH(kp_q4_0, KP_CALL_Q4_0)
+KP_DISPATCH(kp_q8_0, KP_CALL_Q8_0)
+KP_DISPATCH(kp_q4_k, KP_CALL_Q4_K)
+KP_DISPATCH(kp_q5_k, KP_CALL_Q5_K)
+KP_DISPATCH(kp_q6_k, KP_CALL_Q6_K)
 
 KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, size_t n, const void *xq, size_t ldxq,
                        int nt, float *y, size_t ldy)
 {
     void (*fn)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t);
-    if (nr % KP_ROWS != 0)
-        return -1;
-    if (type == GGML_T_Q4_K || type == GGML_T_Q5_K || type == GGML_T_Q6_K) {
-        if (n % KP_QK != 0)
-            return -1;
-        const uint8_t *p = packed, *x = xq;
-        const size_t gs = kern_pack_group_bytes(type, n, rb);
-        void (*kf)(int, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t) =
-            type == GGML_T_Q4_K ? kp_q4_k_any : type == GGML_T_Q5_K ? kp_q5_k_any : kp_q6_k_any;
-        for (int g = 0; g < nr / KP_ROWS; g++)
-            for (int c0 = 0; c0 < nt; c0 += KP_CMAX) {
-                const int C = nt - c0 < KP_CMAX ? nt - c0 : KP_CMAX;
-                kf(C, n, p + (size_t)g * gs, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS, ldy);
-            }
-        return 0;
-    }
+    size_t block; /* elements each group-block of the type covers */
     switch (type) {
-    case GGML_T_Q4_0: fn = kp_q4_0; break;
-    case GGML_T_Q8_0: fn = kp_q8_0; break;
+    case GGML_T_Q4_0: fn = kp_q4_0; block = KERN_Q8_BLOCK; break;
+    case GGML_T_Q8_0: fn = kp_q8_0; block = KERN_Q8_BLOCK; break;
+    case GGML_T_Q4_K: fn = kp_q4_k; block = KP_QK; break;
+    case GGML_T_Q5_K: fn = kp_q5_k; block = KP_QK; break;
+    case GGML_T_Q6_K: fn = kp_q6_k; block = KP_QK; break;
     default: return -1;
     }
-    if (n % KERN_Q8_BLOCK != 0)
+    if (nr % KP_ROWS != 0 || n % block != 0)
         return -1;
-    const size_t nb = n / KERN_Q8_BLOCK;
     const uint8_t *p = packed, *x = xq;
+    const size_t gs = kern_pack_group_bytes(type, n, rb);
     for (int g = 0; g < nr / KP_ROWS; g++)
         for (int c0 = 0; c0 < nt; c0 += KP_CMAX) {
             const int C = nt - c0 < KP_CMAX ? nt - c0 : KP_CMAX;
-            fn(C, nb, p + (size_t)g * KP_ROWS * rb, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS,
-               ldy);
+            fn(C, n, p + (size_t)g * gs, x + (size_t)c0 * ldxq, ldxq, y + (size_t)c0 * ldy + g * KP_ROWS, ldy);
         }
     return 0;
 }

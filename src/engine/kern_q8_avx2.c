@@ -20,6 +20,7 @@
 
 #include "engine/gguf.h"
 #include "engine/kern.h"
+#include "engine/kern_x86.h"
 
 #define Q8T __attribute__((target("avx2,fma,f16c")))
 #define Q8I static Q8T inline __attribute__((always_inline))
@@ -66,12 +67,6 @@ Q8T void kern_q8_quantize_avx2(const float *x, size_t n, void *dst)
     }
 }
 
-Q8I float f16s(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
 Q8I __m256i nibbles(__m128i qs)
 {
@@ -91,13 +86,6 @@ Q8I __m256i bits_to_bytes(uint32_t h)
 
 Q8I size_t type_bytes(const int type) { return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q5_0 ? 22 : 34; }
 
-Q8I float hsum(__m256 v)
-{
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
-}
 
 Q8I void tile(const int TYPE, const int R, const int C, size_t nb, const uint8_t *w, size_t rb, const uint8_t *xq,
               size_t ldxq, float *y, size_t ldy)
@@ -126,7 +114,7 @@ Q8I void tile(const int TYPE, const int R, const int C, size_t nb, const uint8_t
         for (int r = 0; r < R; r++) {
             const uint8_t *wb = w + (size_t)r * rb + b * bb;
             _mm_prefetch((const char *)wb + Q8_PREFETCH, _MM_HINT_T0);
-            const float dw = f16s(wb);
+            const float dw = kx_f16(wb);
             __m256i u;
             if (TYPE == GGML_T_Q4_0) {
                 u = nibbles(_mm_loadu_si128((const __m128i *)(wb + 2)));
@@ -154,7 +142,7 @@ Q8I void tile(const int TYPE, const int R, const int C, size_t nb, const uint8_t
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
         for (int c = 0; c < C; c++)
-            y[(size_t)c * ldy + r] = hsum(acc[r][c]);
+            y[(size_t)c * ldy + r] = kx_hsum256(acc[r][c]);
 }
 
 #define Q8_CASE(T_, R_, C_)                                                                                  \

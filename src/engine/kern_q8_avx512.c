@@ -25,6 +25,7 @@
 
 #include "engine/gguf.h"
 #include "engine/kern.h"
+#include "engine/kern_x86.h"
 
 #define Q8T __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 #define Q8I static Q8T inline __attribute__((always_inline))
@@ -123,15 +124,6 @@ Q8I __m512i unpack(const int type, const uint8_t *b0, const uint8_t *b1)
 Q8I int type_offset(const int type) { return type == GGML_T_Q4_0 ? 8 : type == GGML_T_Q5_0 ? 16 : 128; }
 Q8I size_t type_bytes(const int type) { return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q5_0 ? 22 : 34; }
 
-/* Fixed tree: halves, then quarters, then pairs (as kern_avx512.c). */
-Q8I float hsum(__m512 v)
-{
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
-}
 
 /* R rows x C tokens. w: first row's first block; x: first token's row. */
 Q8I void tile(const int TYPE, const int R, const int C, size_t nb, const uint8_t *w, size_t rb, const uint8_t *xq,
@@ -189,7 +181,7 @@ Q8I void tile(const int TYPE, const int R, const int C, size_t nb, const uint8_t
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++)
-            y[(size_t)c * ldy + r] = hsum(acc[r][c]);
+            y[(size_t)c * ldy + r] = kx_hsum512(acc[r][c]);
 }
 
 #define Q8_CASE(T_, R_, C_)                                                                                  \

@@ -294,17 +294,11 @@ static KS_TARGET KS_ALWAYS_INLINE void KS(kscale)(int j, const uint8_t *q, int *
     }
 }
 
-static KS_TARGET float KS(h2f)(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
 
 /* Q4_K (144 bytes) and Q5_K (176 bytes) super-blocks of 256. */
 static KS_TARGET void KS(deq_k45)(const uint8_t *b, int q5, float *y)
 {
-    const float d = KS(h2f)(b), dmin = KS(h2f)(b + 2);
+    const float d = kx_f16(b), dmin = kx_f16(b + 2);
     const uint8_t *scales = b + 4, *qh = b + 16, *qs = q5 ? b + 48 : b + 16;
     for (int c = 0; c < 4; c++) {
         int sc1, m1, sc2, m2;
@@ -332,7 +326,7 @@ static KS_TARGET void KS(deq_k45)(const uint8_t *b, int q5, float *y)
 /* Q6_K (210 bytes) super-blocks of 256. */
 static KS_TARGET void KS(deq_q6_k)(const uint8_t *b, float *y)
 {
-    const float d = KS(h2f)(b + 208);
+    const float d = kx_f16(b + 208);
     for (int h = 0; h < 2; h++) {
         const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
         const int8_t *sc = (const int8_t *)(b + 192 + 8 * h);
