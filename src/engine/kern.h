@@ -1,18 +1,20 @@
 /* kern: SIMD matrix kernels for the CPU engine, dispatched at run time on the
  * ISA level from cpu.h (scalar, AVX2+FMA+F16C, AVX-512).
  *
- * Numerics. Activations stay f32 for every weight type: a weight is first
- * turned into f32 exactly as quant.h's reference dequantizer does, then
- * multiplied with fused multiply-adds. (Quantizing activations to int8, as
- * llama.cpp does, moves logits by ~2% of their range on the engine's
- * conformance models, 25x its 1e-3 tolerance; f32 keeps results within
- * rounding of the reference.)
+ * Numerics. Two families of paths. On the f32 path (F32, BF16, Q4_1, and
+ * F16 or the K-quants when not packed) a weight is turned into f32 exactly
+ * as quant.h's reference dequantizer does, then multiplied with fused
+ * multiply-adds: results are within rounding of an f32 reference. On the
+ * integer path ("Q8 activations" below) the activations are rounded to
+ * 8 bits first, as llama.cpp does: ~4x the arithmetic rate, and logits
+ * that move by ~2% of their range on random models (tests compare them with
+ * a reference that rounds the same way).
  *
  * Determinism (batch invariance). At one level, the value computed for an
  * output (row r, token t) is a fixed function of W[r] and x[t] alone: every
- * path (fused decode kernel, dequantized panel + tiled GEMM, 1 or many rows
- * or tokens, any thread) performs the same operations in the same order on
- * the same values: one V-lane accumulator (V = 16 for AVX-512, 8 for AVX2)
+ * path of a matrix (fused decode kernel, dequantized panel + tiled GEMM, 1
+ * or many rows or tokens, any thread) performs the same operations in the
+ * same order on the same values. On the f32 path: one V-lane accumulator (V = 16 for AVX-512, 8 for AVX2)
  * takes acc = fma(w[k..k+V), x[k..k+V), acc) for k = 0, V, 2V, ..., a masked
  * tail, then a fixed reduction tree. So a sequence's logits do not depend on
  * what else is in its batch. Different levels give (slightly) different bits.

@@ -350,11 +350,14 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
 
 /* ---- matmul ----
  *
- * Two paths with bit-identical results (see kern.h): up to
- * KERN_FUSED_MAX_TOK tokens, weights are dequantized in registers and
- * streamed once (decode is bound by memory bandwidth); for more tokens, a
- * panel of rows is dequantized once into a per-thread buffer and a tiled
- * GEMM runs every token over it (prompt processing is bound by arithmetic).
+ * A matrix takes one of three paths (kern.h), each giving every (row,
+ * token) the same bits whatever the batch: packed weights (kern_pack: any
+ * token count, 8-bit activations except for F16); the row-major integer
+ * kernels (Q8_0, Q4_0, Q5_0: activations quantized once per call); or f32
+ * activations, where up to KERN_FUSED_MAX_TOK tokens dequantize weights in
+ * registers and stream them once (decode is bound by memory bandwidth) and
+ * more tokens dequantize a panel of rows into a per-thread buffer for a
+ * tiled GEMM (prompt processing is bound by arithmetic).
  * Threads take chunks of rows from a shared counter, so a busy core (these
  * machines are shared) does not hold the other back; which thread computes
  * a row does not change its value. */
@@ -543,8 +546,6 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
         t0.packed = 1; /* f32 activations, no quantization */
     if (t0.packed)
         t0.group_bytes = kern_pack_group_bytes(w->type, n_in, w->row_bytes);
-    if ((w->type == GGML_T_Q4_K || w->type == GGML_T_Q5_K || w->type == GGML_T_Q6_K) && !t0.packed)
-        t0.xq = NULL; /* no row-major integer kernel: f32 path */
     matmul_group g = {.n = nw};
     for (int i = 0; i < nw; i++) {
         matmul_task *t = &g.t[i];
