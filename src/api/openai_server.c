@@ -389,6 +389,13 @@ static void on_done(void *ud, const sched_done *d)
         return;
     }
     s->n_out = d->n_output;
+    if (d->last) { /* the EOS / stop token: counted, so its logprobs are listed too (as vLLM) */
+        s->cum_logprob += d->last->logprob;
+        if (s->lp) {
+            const sched_token t = {0, d->n_output - 1, *d->last};
+            add_logprobs(j, s, &t, 1);
+        }
+    }
     finish_text(srv, s, d->why, d->stop_token);
     switch (d->why) {
     case SCHED_FINISH_LENGTH:

@@ -37,6 +37,8 @@ typedef struct {
 
 typedef struct job {
     struct job *next;
+    sampler_result last;      /* the ending EOS / stop token's sample, for on_done */
+    int has_last;
     uint64_t id;
     sched_request req;        /* prompt and stop_ids point at the copies below */
     int32_t *prompt;
@@ -132,7 +134,8 @@ static void release_slots(sched *s, job *j)
 
 static void finish(sched *s, job *j, sched_finish why, int32_t stop_token, const char *err)
 {
-    sched_done d = {why, stop_token, j->req.n_prompt, j->n_output, err};
+    sched_done d = {why, stop_token, j->req.n_prompt, j->n_output, err,
+                    (why == SCHED_FINISH_EOS || why == SCHED_FINISH_STOP_TOKEN) && j->has_last ? &j->last : NULL};
     release_slots(s, j);
     j->req.on_done(j->req.ud, &d);
 }
@@ -323,11 +326,15 @@ static int on_sampled(sched *s, job *j, const sampler_result *r)
     int32_t t = r->token;
     if (!j->req.ignore_eos && is_eog(s, t)) {
         j->n_output++;
+        j->last = *r;
+        j->has_last = 1;
         retire(s, j, SCHED_FINISH_EOS, t, NULL);
         return 1;
     }
     if (is_stop_id(j, t)) {
         j->n_output++;
+        j->last = *r;
+        j->has_last = 1;
         retire(s, j, SCHED_FINISH_STOP_TOKEN, t, NULL);
         return 1;
     }

@@ -101,6 +101,10 @@ typedef struct {
     int n_prompt;        /* prompt tokens */
     int n_output;        /* output tokens, the EOS/stop token included (as vLLM counts) */
     const char *err;     /* SCHED_FINISH_ERROR: a message; else NULL */
+    /* SCHED_FINISH_EOS / _STOP_TOKEN: the final token's sample (its logprobs:
+     * it counts in n_output but was not reported by on_token); else NULL.
+     * Valid during on_done only. */
+    const sampler_result *last;
 } sched_done;
 
 typedef struct {

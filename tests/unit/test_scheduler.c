@@ -66,6 +66,8 @@ typedef struct {
     int32_t beam_toks[8][MAXTOK];
     int beam_n[8];
     double beam_cum[8], beam_score[8];
+    int has_last;            /* on_done got the ending EOS / stop token's sample */
+    sampler_result last;
 } result;
 
 static void result_init(result *r)
@@ -100,6 +102,11 @@ static void on_done(void *ud, const sched_done *d)
     pthread_mutex_lock(&r->mu);
     r->d = *d;
     r->d.err = NULL;
+    r->d.last = NULL; /* valid during on_done only: copied */
+    if (d->last) {
+        r->has_last = 1;
+        r->last = *d->last;
+    }
     r->done++;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
@@ -338,6 +345,11 @@ static void test_stops_and_limits(void **state)
     assert_int_equal(st.n, first);
     assert_int_equal(st.d.n_output, first + 1);
     assert_int_equal(st.d.n_prompt, 5);
+    /* the stop token counts in n_output, so its sample (logprobs) comes with on_done */
+    assert_int_equal(st.has_last, 1);
+    assert_int_equal(st.last.token, stop);
+    assert_true(st.last.logprob <= 0.0f);
+    assert_int_equal(ref.has_last, 0); /* ended by length: nothing extra */
 
     /* on_token asks to stop after 2 */
     static result s2;
@@ -348,6 +360,7 @@ static void test_stops_and_limits(void **state)
     wait_done(&s2);
     assert_int_equal(s2.d.why, SCHED_FINISH_STOP);
     assert_int_equal(s2.n, 2);
+    assert_int_equal(s2.has_last, 0); /* the stopping token went through on_token */
 
     /* max_tokens 0 */
     static result z;
