@@ -696,6 +696,9 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
                        hp->rope_scale, model_rope_freqs(m));
     }
 
+    /* Each matmul is preceded by declaring the one after it (ops.h): the
+     * threads prefetch its first rows while they wait. */
+    ops_pool_prefetch_matmul(e->pool, &model_get_layer(m, 0)->wq, n);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const model_layer *L = model_get_layer(m, l);
         for (int r = 0; r < n; r++)
@@ -704,6 +707,7 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
             const model_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
             const float *bs[3] = {L->bq, L->bk, L->bv};
             float *ys[3] = {e->q, e->k, e->v};
+            ops_pool_prefetch_matmul(e->pool, &L->wo, n);
             ops_matmul_n(e->pool, 3, ws, bs, e->xn, n, ys);
         }
         for (int r = 0; r < n; r++) {
@@ -718,6 +722,7 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
         }
         attn_task at = {e, l, n, pos, seq};
         ops_pool_run(e->pool, attn_worker, &at);
+        ops_pool_prefetch_matmul(e->pool, &L->w_gate, n);
         ops_matmul(e->pool, &L->wo, L->bo, e->att, n, e->tmp);
         add_rows(e->x, e->tmp, (size_t)n * E);
 
@@ -727,9 +732,14 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
             const model_weight *ws[2] = {&L->w_gate, &L->w_up};
             const float *bs[2] = {NULL, NULL};
             float *ys[2] = {e->g, e->u};
+            ops_pool_prefetch_matmul(e->pool, &L->w_down, n);
             ops_matmul_n(e->pool, 2, ws, bs, e->xn, n, ys);
         }
         ops_silu_mul(e->g, e->u, (size_t)n * e->F);
+        if (l + 1 < hp->n_layer)
+            ops_pool_prefetch_matmul(e->pool, &model_get_layer(m, l + 1)->wq, n);
+        else
+            ops_pool_prefetch_matmul(e->pool, n_out ? model_output(m) : NULL, n_out);
         ops_matmul(e->pool, &L->w_down, NULL, e->g, n, e->tmp);
         add_rows(e->x, e->tmp, (size_t)n * E);
     }
@@ -741,6 +751,7 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
         int r = e->rows_out[i];
         ops_rmsnorm(e->xn + (size_t)i * E, e->x + (size_t)r * E, model_output_norm(m), E, hp->rms_eps);
     }
+    ops_pool_prefetch_matmul(e->pool, NULL, 0);
     ops_matmul(e->pool, model_output(m), NULL, e->xn, n_out, logits_out);
 }
 

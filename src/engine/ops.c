@@ -37,13 +37,36 @@
  * stays in L2 while every token tile of the batch passes over it. */
 #define OPS_PANEL_FLOATS (64 * 1024)
 #define OPS_PANEL_ROWS_MAX 64 /* more rows per panel gain nothing once x is reused */
+/* Prefetch while waiting (ops_pool_prefetch_matmul): at most this much of
+ * the start of a thread's region, well inside a 1 MiB L2 and about what
+ * one core streams in the ~10 us a thread may wait at a task's end. */
+#define OPS_PF_MAX_BYTES (256 * 1024)
+#define OPS_PF_LINES 4 /* cache lines prefetched per turn of a wait loop */
+#define OPS_LINE 64
+#define OPS_MATMUL_MAX_FUSE 3 /* matrices in one matmul task (ops_matmul_n) */
+#define OPS_RUN_BYTES (128 * 1024) /* weights per grab of a thread's own region in decode (matmul_run) */
 
 enum { SHARE_DONE = 0, SHARE_PENDING = 1, SHARE_RUNNING = 2 };
 
 typedef struct {
     _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint32_t state; /* SHARE_*; also a futex word */
     _Atomic int caller_sleeps;                          /* caller blocks on state */
+    /* What thread ith prefetches while it waits: the start of its region
+     * of the next matmul. A hint only: a torn read prefetches the wrong
+     * bytes, which costs bandwidth, never correctness. */
+    _Atomic uintptr_t pf_ptr;
+    _Atomic size_t pf_len;
+    /* Thread ith's region of each matrix of the running matmul: rows
+     * [lo, hi) not yet taken, as lo | hi << 32 (matmul_worker). */
+    _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint64_t region[OPS_MATMUL_MAX_FUSE];
 } share_slot;
+
+/* One waiting thread's progress through its prefetch range. */
+typedef struct {
+    uint32_t gen;
+    uintptr_t ptr;
+    size_t len, off;
+} pf_cursor;
 
 struct ops_pool {
     int n_threads;
@@ -60,6 +83,8 @@ struct ops_pool {
     _Alignas(OPS_SCRATCH_ALIGN) _Atomic uint32_t gen; /* futex word: bumped for each task */
     _Atomic int sleepers;       /* workers blocked (or about to block) on gen */
     _Atomic int quit;
+    _Atomic uint32_t pf_gen; /* bumped when the prefetch plan changes */
+    pf_cursor pf_caller;     /* the calling thread's (used in ops_pool_run only) */
     ops_task_fn fn;
     void *ctx;
 };
@@ -83,15 +108,37 @@ static void futex_wake_all(_Atomic uint32_t *addr)
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+/* One turn of a wait loop: prefetches the next few lines of thread ith's
+ * plan; 0 when there is nothing (left) to prefetch. Decoding is bound by
+ * memory bandwidth, so a thread that waits should keep memory busy. */
+static int pf_turn(ops_pool *p, int ith, pf_cursor *c)
+{
+    uint32_t g = atomic_load_explicit(&p->pf_gen, memory_order_acquire);
+    if (g != c->gen) {
+        c->gen = g;
+        c->ptr = atomic_load_explicit(&p->share[ith].pf_ptr, memory_order_relaxed);
+        c->len = atomic_load_explicit(&p->share[ith].pf_len, memory_order_relaxed);
+        c->off = 0;
+    }
+    if (c->off >= c->len)
+        return 0;
+    for (int i = 0; i < OPS_PF_LINES && c->off < c->len; i++, c->off += OPS_LINE)
+        __builtin_prefetch((const void *)(c->ptr + c->off), 0, 2); /* to L2 (T1): 256 KiB would flood L1 */
+    return 1;
+}
+
 /* Waits until *word != seen; returns the new value. sleepers counts this
- * thread while it may block, so the waker knows a syscall is needed. */
-static uint32_t wait_change(_Atomic uint32_t *word, uint32_t seen, _Atomic int *sleepers)
+ * thread while it may block, so the waker knows a syscall is needed. While
+ * spinning, thread ith works through its prefetch plan (pf may be NULL). */
+static uint32_t wait_change(ops_pool *p, int ith, pf_cursor *pf, _Atomic uint32_t *word, uint32_t seen,
+                            _Atomic int *sleepers)
 {
     uint32_t v;
     for (int i = 0; i < OPS_SPIN_ITERS; i++) {
         if ((v = atomic_load_explicit(word, memory_order_acquire)) != seen)
             return v;
-        cpu_relax();
+        if (!pf || !pf_turn(p, ith, pf))
+            cpu_relax();
     }
     while ((v = atomic_load(word)) == seen) {
         atomic_fetch_add(sleepers, 1);
@@ -102,14 +149,15 @@ static uint32_t wait_change(_Atomic uint32_t *word, uint32_t seen, _Atomic int *
     return v;
 }
 
-/* Waits until *word == target. */
-static void wait_value(_Atomic uint32_t *word, uint32_t target, _Atomic int *sleepers)
+/* Waits until *word == target (the calling thread, prefetching its plan). */
+static void wait_value(ops_pool *p, _Atomic uint32_t *word, uint32_t target, _Atomic int *sleepers)
 {
     uint32_t v;
     for (int i = 0; i < OPS_SPIN_ITERS; i++) {
         if (atomic_load_explicit(word, memory_order_acquire) == target)
             return;
-        cpu_relax();
+        if (!pf_turn(p, 0, &p->pf_caller))
+            cpu_relax();
     }
     while ((v = atomic_load(word)) != target) {
         atomic_fetch_add(sleepers, 1);
@@ -126,8 +174,9 @@ static void *worker_main(void *arg)
     free(wa);
     share_slot *me = &p->share[ith];
     uint32_t seen = 0;
+    pf_cursor pf = {0};
     for (;;) {
-        seen = wait_change(&p->gen, seen, &p->sleepers);
+        seen = wait_change(p, ith, &pf, &p->gen, seen, &p->sleepers);
         if (atomic_load(&p->quit))
             return NULL;
         uint32_t want = SHARE_PENDING;
@@ -165,6 +214,8 @@ ops_pool *ops_pool_new(int n_threads, size_t scratch_floats, char *err, size_t e
         for (int i = 0; i < n_threads; i++) {
             atomic_init(&p->share[i].state, SHARE_DONE);
             atomic_init(&p->share[i].caller_sleeps, 0);
+            atomic_init(&p->share[i].pf_ptr, 0);
+            atomic_init(&p->share[i].pf_len, 0);
         }
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->scratch || !p->panel || !p->share || !p->threads)
@@ -250,7 +301,7 @@ void ops_pool_run(ops_pool *p, ops_task_fn fn, void *ctx)
             continue;
         }
         /* claimed by worker i: wait for it (acquire: its results) */
-        wait_value(&s->state, SHARE_DONE, &s->caller_sleeps);
+        wait_value(p, &s->state, SHARE_DONE, &s->caller_sleeps);
     }
 }
 
@@ -365,7 +416,6 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
 #define OPS_FUSED_CHUNK_ROWS 16 /* fewest rows per grab in decode (small matrices) */
 
 #define OPS_Q8_CHUNK_ROWS 32      /* rows per grab on the integer path with many tokens (32 x 5632 Q4_0 = 100 KB: L2) */
-#define OPS_DECODE_CHUNKS 4       /* row chunks per thread in decode (see below) */
 #define OPS_Q8_PAR_TOKENS 8       /* from this many tokens, activations are quantized by all threads */
 
 typedef struct {
@@ -381,8 +431,8 @@ typedef struct {
     size_t group_bytes;      /* packed: bytes per 16-row group */
     const void *xq;          /* non-NULL: integer path on these quantized rows */
     size_t ldxq;
-    size_t chunk;            /* rows per grab */
-    _Atomic size_t next;     /* first row of the next chunk */
+    size_t chunk;            /* rows per grab from another thread's region */
+    size_t run;              /* rows per grab from the thread's own region (a multiple of chunk) */
 } matmul_task;
 
 typedef struct {
@@ -455,28 +505,76 @@ static void matmul_rows(matmul_task *t, int ith, size_t r0, size_t nr)
 /* Several matrices of one step that read the same x (q/k/v, gate/up) run
  * as one pool task: threads move on to the next matrix's chunks without
  * waiting for each other, and x is quantized once. */
-#define OPS_MATMUL_MAX_FUSE 3
 
 typedef struct {
     matmul_task t[OPS_MATMUL_MAX_FUSE];
     int n;
 } matmul_group;
 
+/* Thread ith's region of a matrix of n_out rows split in chunks: whole
+ * chunks, as even as they come. */
+static void matmul_region(size_t n_out, size_t chunk, int nth, int ith, size_t *lo, size_t *hi)
+{
+    const size_t n_chunks = (n_out + chunk - 1) / chunk, per = (n_chunks + (size_t)nth - 1) / (size_t)nth;
+    *lo = (size_t)ith * per * chunk;
+    *hi = *lo + per * chunk;
+    *lo = *lo < n_out ? *lo : n_out;
+    *hi = *hi < n_out ? *hi : n_out;
+}
+
+/* Takes rows of a region: its owner a run from the bottom (so it streams
+ * the region in address order, with few grabs), others one chunk from the
+ * top (so they cut into the owner's stream only where it ends). Chunk
+ * boundaries stay at multiples of chunk from the region's start (run is a
+ * multiple of chunk). 0 when the region is empty. */
+static int region_take(_Atomic uint64_t *r, size_t chunk, size_t run, int owner, size_t *r0, size_t *nr)
+{
+    uint64_t v = atomic_load_explicit(r, memory_order_relaxed);
+    for (;;) {
+        const uint64_t lo = (uint32_t)v, hi = v >> 32;
+        if (lo >= hi)
+            return 0;
+        uint64_t start = lo, end = lo + run < hi ? lo + run : hi, nv = end | hi << 32;
+        if (!owner) {
+            start = lo + (hi - lo - 1) / chunk * chunk;
+            end = hi;
+            nv = lo | start << 32;
+        }
+        if (atomic_compare_exchange_weak_explicit(r, &v, nv, memory_order_relaxed, memory_order_relaxed)) {
+            *r0 = (size_t)start;
+            *nr = (size_t)(end - start);
+            return 1;
+        }
+    }
+}
+
+/* Each thread streams its own region of each matrix (one run of addresses
+ * for the hardware prefetcher, and the one it prefetched while waiting),
+ * then helps the others with theirs, chunk by chunk from their ends, so a
+ * thread that falls behind (these machines are shared) delays the task by
+ * at most one chunk. */
 static void matmul_worker(void *arg, int ith, int nth)
 {
-    (void)nth;
     matmul_group *g = arg;
     for (int i = 0; i < g->n; i++) {
         matmul_task *t = &g->t[i];
         const size_t n_out = (size_t)t->w->ne1;
-        for (;;) {
-            size_t r0 = atomic_fetch_add_explicit(&t->next, t->chunk, memory_order_relaxed);
-            if (r0 >= n_out)
-                break;
-            matmul_rows(t, ith, r0, n_out - r0 < t->chunk ? n_out - r0 : t->chunk);
+        size_t r0, nr;
+        if (nth == 1) { /* the calling thread alone: no regions */
+            for (r0 = 0; r0 < n_out; r0 += t->run)
+                matmul_rows(t, ith, r0, n_out - r0 < t->run ? n_out - r0 : t->run);
+            continue;
+        }
+        share_slot *sh = t->pool->share;
+        for (int v = 0; v < nth; v++) {
+            const int owner = (ith + v) % nth;
+            while (region_take(&sh[owner].region[i], t->chunk, t->run, v == 0, &r0, &nr))
+                matmul_rows(t, ith, r0, nr);
         }
     }
 }
+
+static size_t matmul_rows_bytes(const matmul_task *t, size_t nr);
 
 /* Rows per grab for t (its path already chosen). */
 static size_t matmul_chunk(const ops_pool *p, const matmul_task *t)
@@ -484,13 +582,9 @@ static size_t matmul_chunk(const ops_pool *p, const matmul_task *t)
     const size_t n_in = (size_t)t->w->ne0, n_out = (size_t)t->w->ne1, nth = (size_t)ops_pool_n_threads(p);
     size_t chunk;
     if ((t->xq || t->fused || t->packed) && t->n_tok <= KERN_FUSED_MAX_TOK) {
-        /* Decode: long runs of rows. The kernels stream a chunk in address
-         * order (row-major ones prefetch each tile's successor), so only
-         * the start of a chunk waits on memory; 4 per thread still balance
-         * (16 measured slower, 2 the same). */
-        chunk = n_out / (OPS_DECODE_CHUNKS * nth) / KERN_PACK_ROWS * KERN_PACK_ROWS;
-        if (chunk < OPS_FUSED_CHUNK_ROWS)
-            chunk = OPS_FUSED_CHUNK_ROWS;
+        /* Decode: small chunks, for balance. A thread takes its region's
+         * chunks in address order, so the stream does not restart at each. */
+        chunk = OPS_FUSED_CHUNK_ROWS;
     } else if (t->xq || t->packed) {
         chunk = OPS_Q8_CHUNK_ROWS;
     } else {
@@ -509,6 +603,77 @@ static size_t matmul_chunk(const ops_pool *p, const matmul_task *t)
     return chunk;
 }
 
+/* Rows per grab from a thread's own region: OPS_RUN_BYTES of weights in
+ * decode (each grab costs an atomic and a kernel call; the region streams
+ * on regardless), one chunk otherwise. */
+static size_t matmul_run(const matmul_task *t)
+{
+    if (!((t->xq || t->fused || t->packed) && t->n_tok <= KERN_FUSED_MAX_TOK))
+        return t->chunk;
+    const size_t per_chunk = matmul_rows_bytes(t, t->chunk);
+    const size_t k = per_chunk ? OPS_RUN_BYTES / per_chunk : 1;
+    return (k ? k : 1) * t->chunk;
+}
+
+/* Bytes of w holding rows [r0, r0 + nr) in the layout t's kernel reads. */
+static const char *matmul_row_addr(const matmul_task *t, size_t r0)
+{
+    if (t->packed)
+        return (const char *)t->w->packed + r0 / KERN_PACK_ROWS * t->group_bytes;
+    return (const char *)t->w->data + r0 * t->w->row_bytes;
+}
+
+static size_t matmul_rows_bytes(const matmul_task *t, size_t nr)
+{
+    return t->packed ? nr / KERN_PACK_ROWS * t->group_bytes : nr * t->w->row_bytes;
+}
+
+/* The path ops_matmul_n takes for w and n_tok (xq only says whether
+ * activations get quantized; it is not a buffer). */
+static void matmul_path(const kern_ops *k, const model_weight *w, int n_tok, matmul_task *t)
+{
+    const size_t n_in = (size_t)w->ne0;
+    t->w = w;
+    t->n_tok = n_tok;
+    t->k = k;
+    t->fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
+    const int pk = w->packed && kern_pack_usable(k, w->type);
+    t->packed = 0;
+    t->xq = NULL;
+    if ((kern_has_q8(k, w->type) || (pk && w->type != GGML_T_F16)) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
+        t->packed = pk;
+        t->xq = w; /* a marker, replaced by the buffer */
+    }
+    if (w->type == GGML_T_F16 && pk)
+        t->packed = 1; /* f32 activations, no quantization */
+    t->group_bytes = t->packed ? kern_pack_group_bytes(w->type, n_in, w->row_bytes) : 0;
+}
+
+void ops_pool_prefetch_matmul(ops_pool *p, const model_weight *w, int n_tok)
+{
+    const int nth = p->n_threads;
+    if (nth == 1)
+        return;
+    matmul_task t = {.pool = p};
+    if (w && n_tok > 0) {
+        matmul_path(kern_get(), w, n_tok, &t);
+        t.chunk = matmul_chunk(p, &t);
+    }
+    for (int i = 0; i < nth; i++) {
+        size_t len = 0, lo, hi;
+        uintptr_t ptr = 0;
+        if (w && n_tok > 0) {
+            matmul_region((size_t)w->ne1, t.chunk, nth, i, &lo, &hi);
+            ptr = (uintptr_t)matmul_row_addr(&t, lo);
+            len = matmul_rows_bytes(&t, hi - lo);
+            len = len < OPS_PF_MAX_BYTES ? len : OPS_PF_MAX_BYTES;
+        }
+        atomic_store_explicit(&p->share[i].pf_ptr, ptr, memory_order_relaxed);
+        atomic_store_explicit(&p->share[i].pf_len, len, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&p->pf_gen, 1, memory_order_release);
+}
+
 void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const float *const *biases, const float *x,
                   int n_tok, float *const *ys)
 {
@@ -523,29 +688,25 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
     }
     const kern_ops *k = kern_get(); /* one level for the whole call */
     const size_t n_in = (size_t)w->ne0;
-    matmul_task t0 = {.x = x, .n_tok = n_tok, .pool = p, .k = k};
-    t0.fused = n_tok <= KERN_FUSED_MAX_TOK && kern_has_fused(k, w->type);
-    const int pk = w->packed && kern_pack_usable(k, w->type);
-    if ((kern_has_q8(k, w->type) || (pk && w->type != GGML_T_F16)) && n_in % KERN_Q8_BLOCK == 0 && n_tok > 0) {
-        const int packed = pk;
-        const size_t rowb = packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
+    matmul_task t0 = {.x = x, .pool = p};
+    matmul_path(k, w, n_tok, &t0);
+    if (t0.xq) {
+        const size_t rowb = t0.packed ? kern_pack_x_bytes(n_in) : k->q8_row_bytes(n_in);
         void *xq = (size_t)n_tok <= SIZE_MAX / rowb ? pool_xq(p, rowb * (size_t)n_tok) : NULL;
         if (xq) {
-            quant_task q = {.quantize = packed ? kern_pack_quantize : k->q8_quantize,
+            quant_task q = {.quantize = t0.packed ? kern_pack_quantize : k->q8_quantize,
                             .x = x, .n = n_in, .n_tok = n_tok, .xq = xq, .ldxq = rowb};
-            t0.packed = packed;
             if (n_tok >= OPS_Q8_PAR_TOKENS)
                 ops_pool_run(p, quant_worker, &q);
             else
                 quant_worker(&q, 0, 1);
-            t0.xq = xq;
             t0.ldxq = rowb;
+        } else if (w->type != GGML_T_F16) { /* no buffer: the f32 path */
+            t0.packed = 0;
+            t0.group_bytes = 0;
         }
+        t0.xq = xq;
     }
-    if (w->type == GGML_T_F16 && pk)
-        t0.packed = 1; /* f32 activations, no quantization */
-    if (t0.packed)
-        t0.group_bytes = kern_pack_group_bytes(w->type, n_in, w->row_bytes);
     matmul_group g = {.n = nw};
     for (int i = 0; i < nw; i++) {
         matmul_task *t = &g.t[i];
@@ -554,17 +715,28 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
         t->bias = biases[i];
         t->y = ys[i];
         t->chunk = matmul_chunk(p, t);
-        atomic_init(&t->next, 0);
+        t->run = matmul_run(t);
     }
     /* Small products (tiny models, or one token through a small matrix) run
      * on the calling thread: waking the others costs more than they save. */
     uint64_t macs = 0;
     for (int i = 0; i < nw; i++)
         macs += (uint64_t)ws[i]->ne0 * ws[i]->ne1 * (uint64_t)n_tok;
-    if (macs < p->par_min_macs)
+    const int nth = ops_pool_n_threads(p);
+    int big = 0; /* regions hold row indices in 32 bits */
+    for (int i = 0; i < nw; i++)
+        big |= ws[i]->ne1 > UINT32_MAX;
+    if (macs < p->par_min_macs || nth == 1 || big) {
         matmul_worker(&g, 0, 1);
-    else
-        ops_pool_run(p, matmul_worker, &g);
+        return;
+    }
+    for (int i = 0; i < nw; i++)
+        for (int j = 0; j < nth; j++) {
+            size_t lo, hi;
+            matmul_region((size_t)ws[i]->ne1, g.t[i].chunk, nth, j, &lo, &hi);
+            atomic_store_explicit(&p->share[j].region[i], (uint64_t)lo | (uint64_t)hi << 32, memory_order_relaxed);
+        }
+    ops_pool_run(p, matmul_worker, &g); /* publishes the regions */
 }
 
 void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,

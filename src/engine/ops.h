@@ -66,6 +66,15 @@ void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
 void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const float *const *biases, const float *x,
                   int n_tok, float *const *ys);
 
+/* Declares the matmul that comes after the next one (w, n_tok rows; NULL:
+ * none). Until then, a thread that waits (a worker between tasks, the
+ * caller for the workers) prefetches the start of the rows it will take
+ * first there: decoding is bound by memory bandwidth, and this keeps memory
+ * busy through the ends of tasks and the serial work between them. Call it
+ * before launching the matmul that precedes w's. A hint: results never
+ * depend on it. */
+void ops_pool_prefetch_matmul(ops_pool *p, const model_weight *w, int n_tok);
+
 /* Dot product of two f32 vectors (the inner loop of matmul and attention).
  * SIMD at the level kern.h dispatches to; the same (a, b) always gives the
  * same bits within one process. */
