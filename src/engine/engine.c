@@ -681,6 +681,46 @@ static void add_rows(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
+/* Row-wise steps between the matmuls (the norms, the SwiGLU gate): in a
+ * prompt step they run on all threads, else one would idle while the
+ * other works. Each row's result is the same either way. */
+#define ENGINE_PAR_ROWS 8 /* fewer rows: one thread (a pool task costs more) */
+
+enum { ROWS_NORM, ROWS_GATE };
+
+typedef struct {
+    engine *e;
+    int n, kind;
+    const float *w; /* ROWS_NORM: the norm's weights */
+} rows_task;
+
+static void rows_range(const rows_task *t, int r0, int r1)
+{
+    engine *e = t->e;
+    if (t->kind == ROWS_NORM)
+        for (int r = r0; r < r1; r++)
+            ops_rmsnorm(e->xn + (size_t)r * e->E, e->x + (size_t)r * e->E, t->w, e->E, e->hp->rms_eps);
+    else
+        ops_silu_mul(e->g + (size_t)r0 * e->F, e->u + (size_t)r0 * e->F, (size_t)(r1 - r0) * e->F);
+}
+
+static void rows_worker(void *arg, int ith, int nth)
+{
+    const rows_task *t = arg;
+    const int r0 = (int)((long)t->n * ith / nth), r1 = (int)((long)t->n * (ith + 1) / nth);
+    if (r0 < r1)
+        rows_range(t, r0, r1);
+}
+
+static void rows_run(engine *e, int n, int kind, const float *w)
+{
+    rows_task t = {e, n, kind, w};
+    if (n < ENGINE_PAR_ROWS)
+        rows_range(&t, 0, n);
+    else
+        ops_pool_run(e->pool, rows_worker, &t);
+}
+
 static void step(engine *e, int n, const int32_t *token, const int32_t *pos, const int32_t *seq,
                  int n_out, float *logits_out)
 {
@@ -701,8 +741,7 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
     ops_pool_prefetch_matmul(e->pool, &model_get_layer(m, 0)->wq, n);
     for (uint32_t l = 0; l < hp->n_layer; l++) {
         const model_layer *L = model_get_layer(m, l);
-        for (int r = 0; r < n; r++)
-            ops_rmsnorm(e->xn + (size_t)r * E, e->x + (size_t)r * E, L->attn_norm, E, hp->rms_eps);
+        rows_run(e, n, ROWS_NORM, L->attn_norm);
         {
             const model_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
             const float *bs[3] = {L->bq, L->bk, L->bv};
@@ -726,8 +765,7 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
         ops_matmul(e->pool, &L->wo, L->bo, e->att, n, e->tmp);
         add_rows(e->x, e->tmp, (size_t)n * E);
 
-        for (int r = 0; r < n; r++)
-            ops_rmsnorm(e->xn + (size_t)r * E, e->x + (size_t)r * E, L->ffn_norm, E, hp->rms_eps);
+        rows_run(e, n, ROWS_NORM, L->ffn_norm);
         {
             const model_weight *ws[2] = {&L->w_gate, &L->w_up};
             const float *bs[2] = {NULL, NULL};
@@ -735,7 +773,7 @@ static void step(engine *e, int n, const int32_t *token, const int32_t *pos, con
             ops_pool_prefetch_matmul(e->pool, &L->w_down, n);
             ops_matmul_n(e->pool, 2, ws, bs, e->xn, n, ys);
         }
-        ops_silu_mul(e->g, e->u, (size_t)n * e->F);
+        rows_run(e, n, ROWS_GATE, NULL);
         if (l + 1 < hp->n_layer)
             ops_pool_prefetch_matmul(e->pool, &model_get_layer(m, l + 1)->wq, n);
         else

@@ -44,6 +44,12 @@ static void axpy_rows_scalar(const float *w, const float *v, size_t ldv, int nv,
         axpy_scalar(w[j], v + (size_t)j * ldv, y, n);
 }
 
+static void silu_mul_scalar(float *g, const float *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static void softmax_scalar(float *x, size_t n)
 {
     float mx = x[0];
@@ -184,6 +190,7 @@ const kern_ops kern_ops_scalar = {
     .dot_rows = dot_rows_scalar,
     .axpy_rows = axpy_rows_scalar,
     .softmax = softmax_scalar,
+    .silu_mul = silu_mul_scalar,
     .gemm_f32 = gemm_scalar,
     .dequant_rows = dequant_rows_scalar,
     .gemv = gemv_none,

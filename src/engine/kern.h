@@ -70,6 +70,10 @@ typedef struct {
     /* In-place softmax of n >= 1 values (attention scores). SIMD levels use
      * a degree-6 polynomial exp (within ~2 ulp of expf) and float sums. */
     void (*softmax)(float *x, size_t n);
+    /* g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] (the SwiGLU
+     * feed-forward's gate), with the exp above at SIMD levels; exp(-g) is
+     * capped at exp(88) (beyond, the product is below 1e-36 of g). */
+    void (*silu_mul)(float *g, const float *u, size_t n);
     /* Tiled GEMM on f32: y[t * ldy + r] = dot(w + r * ldw, x + t * ldx, n)
      * for r < nr, t < nt (the canonical dot, bit for bit). */
     void (*gemm_f32)(int nr, int nt, size_t n, const float *w, size_t ldw, const float *x, size_t ldx,

@@ -31,6 +31,8 @@ KS_INL vf VFMA(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 KS_INL float VHSUM(vf v) { return kx_hsum256(v); }
 KS_INL vf VADD(vf a, vf b) { return _mm256_add_ps(a, b); }
 KS_INL vf VMAX(vf a, vf b) { return _mm256_max_ps(a, b); }
+KS_INL vf VMIN(vf a, vf b) { return _mm256_min_ps(a, b); }
+KS_INL vf VDIV(vf a, vf b) { return _mm256_div_ps(a, b); }
 KS_INL vf VROUND(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 /* p * 2^k for integral k in [-126, 127] (VROUND of t log2 e, t >= -87): the exponent field */
 KS_INL vf VSCALE2(vf p, vf k)

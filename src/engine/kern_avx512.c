@@ -30,6 +30,8 @@ KS_INL vf VFMA(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 KS_INL float VHSUM(vf v) { return kx_hsum512(v); }
 KS_INL vf VADD(vf a, vf b) { return _mm512_add_ps(a, b); }
 KS_INL vf VMAX(vf a, vf b) { return _mm512_max_ps(a, b); }
+KS_INL vf VMIN(vf a, vf b) { return _mm512_min_ps(a, b); }
+KS_INL vf VDIV(vf a, vf b) { return _mm512_div_ps(a, b); }
 KS_INL vf VROUND(vf a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 KS_INL vf VSCALE2(vf p, vf k) { return _mm512_scalef_ps(p, k); } /* p * 2^k */
 

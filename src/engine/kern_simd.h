@@ -158,6 +158,24 @@ static KS_TARGET void KS(softmax)(float *x, size_t n)
         x[i] *= 1.0f / sum;
 }
 
+/* silu(g) u with vexp; its argument -g is capped at 88 (vexp's 2^k stays
+ * finite). The tail goes through the same vector formula. */
+static KS_TARGET void KS(silu_mul)(float *g, const float *u, size_t n)
+{
+    const vf one = VSET1(1.0f), cap = VSET1(88.0f);
+    size_t i = 0;
+    for (; i + KS_V <= n; i += KS_V) {
+        const vf v = VLD(g + i);
+        const vf e = KS(vexp)(VMIN(VSUB(VZERO(), v), cap));
+        VST(g + i, VMUL(VDIV(v, VADD(one, e)), VLD(u + i)));
+    }
+    if (i < n) {
+        const vf v = VLDN(g + i, n - i);
+        const vf e = KS(vexp)(VMIN(VSUB(VZERO(), v), cap));
+        VSTN(g + i, VMUL(VDIV(v, VADD(one, e)), VLDN(u + i, n - i)), n - i);
+    }
+}
+
 /* ---- f32 GEMM tile: R rows x C tokens, each a canonical dot ---- */
 
 static KS_TARGET KS_ALWAYS_INLINE void KS(tile)(const int R, const int C, size_t n, const float *w, size_t ldw,
@@ -534,6 +552,7 @@ const kern_ops KS(kern_ops) = {
     .dot_rows = KS(dot_rows),
     .axpy_rows = KS(axpy_rows),
     .softmax = KS(softmax),
+    .silu_mul = KS(silu_mul),
     .gemm_f32 = KS(gemm_f32),
     .dequant_rows = KS(dequant_rows),
     .gemv = KS(gemv),

@@ -367,8 +367,7 @@ void ops_softmax(float *x, size_t n)
 
 void ops_silu_mul(float *g, const float *u, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    kern_get()->silu_mul(g, u, n);
 }
 
 void ops_rope_cache(float *cs, int n_rot, int32_t pos, float base, float scale,

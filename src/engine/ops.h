@@ -89,7 +89,7 @@ void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps
 /* In-place softmax over n values (n >= 1). */
 void ops_softmax(float *x, size_t n);
 
-/* g[i] = silu(g[i]) * u[i] */
+/* g[i] = silu(g[i]) * u[i] (kern.h silu_mul, at the dispatched level) */
 void ops_silu_mul(float *g, const float *u, size_t n);
 
 /* Rotates n_heads vectors of head_dim floats at x (stride head_dim) for
