@@ -38,8 +38,8 @@ int cmd_version(int argc, char **argv)
     const kern_ops *k = kern_get();
     printf("cpu: %s (%s)\n", cpu_level_name(k->level), cpu_features_string());
     static const struct { uint32_t type; const char *name; } types[] = {
-        {GGML_T_F16, "f16"}, {GGML_T_Q8_0, "q8_0"}, {GGML_T_Q4_0, "q4_0"}, {GGML_T_Q5_0, "q5_0"}, {GGML_T_Q4_K, "q4_k"},
-        {GGML_T_Q5_K, "q5_k"}, {GGML_T_Q6_K, "q6_k"}};
+        {GGML_T_F16, "f16"}, {GGML_T_Q8_0, "q8_0"}, {GGML_T_Q4_0, "q4_0"}, {GGML_T_Q4_1, "q4_1"},
+        {GGML_T_Q5_0, "q5_0"}, {GGML_T_Q4_K, "q4_k"}, {GGML_T_Q5_K, "q5_k"}, {GGML_T_Q6_K, "q6_k"}};
     const char *env = getenv("WARD_REPACK");
     const int repack = !(env && strcmp(env, "0") == 0);
     int packs[sizeof types / sizeof types[0]];

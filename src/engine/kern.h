@@ -120,11 +120,11 @@ int kern_has_fused(const kern_ops *k, uint32_t type);
 int kern_has_q8(const kern_ops *k, uint32_t type);
 
 /* ---- Packed weights (AVX-512; VNNI for the integer types) ----
- * Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
+ * Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
  * rows can be copied at load time into groups of 16 interleaved rows
- * (kern_pack.c has the layouts; group g at g * kern_pack_group_bytes). K-quants
- * have no row-major integer kernel: without packing they keep f32
- * activations.
+ * (kern_pack.c has the layouts; group g at g * kern_pack_group_bytes). Q4_1
+ * and the K-quants have no row-major integer kernel: without packing they
+ * keep f32 activations.
  * Their kernel needs no horizontal sums and unpacks each weight byte once
  * per tile of up to 8 tokens: decode becomes purely bandwidth-bound and
  * prompts run at several times the rate of the row-major kernels. Values

@@ -1,6 +1,6 @@
-/* kern_pack: Q4_0 and Q8_0 weights interleaved by groups of 16 rows, for
- * the AVX-512 VNNI integer path, and F16 weights likewise for AVX-512 f32
- * FMAs. See kern.h "Packed weights".
+/* kern_pack: Q4_0, Q4_1, Q8_0 and K-quant weights interleaved by groups of
+ * 16 rows, for the AVX-512 VNNI integer path, and F16 weights likewise for
+ * AVX-512 f32 FMAs. See kern.h "Packed weights".
  *
  * F16: a group is n steps of 32 bytes, the 16 rows' element k (row order);
  * one vcvtph2ps gives a vector whose lanes are rows, multiplied by a
@@ -9,10 +9,12 @@
  * Layout of one group (16 rows) and block b (32 elements), in block order,
  * groups one after the other (so the packed matrix has the size of the
  * original and row group g starts at g * 16 * row_bytes):
- *     16 f16 scales (row 0..15), then chunks of 64 bytes: chunk j holds
- *     4 bytes of each row in row order, bytes 4j..4j+3 of the block's
- *     quants (Q4_0: 4 chunks of the 16 nibble bytes; Q8_0: 8 chunks of
- *     the 32 int8).
+ *     16 f16 scales (row 0..15), for Q4_1 then its 16 f16 mins, then
+ *     chunks of 64 bytes: chunk j holds 4 bytes of each row in row order,
+ *     bytes 4j..4j+3 of the block's quants (Q4_0, Q4_1: 4 chunks of the
+ *     16 nibble bytes; Q8_0: 8 chunks of the 32 int8).
+ * Q4_1 (value d q + m) adds m dx S per block, S the sum of the block's
+ * quantized activations, which the activation row carries.
  * One vpdpbusd then multiplies 4 quants of 16 rows by the same 4
  * activations (a broadcast), so a lane is one row's partial sum: no
  * horizontal sums, and each weight byte is unpacked once for every token
@@ -41,7 +43,13 @@
 #define KP_F16_TILE 64 /* elements per row pass when packing F16: 16 x 128 B read, 2 KiB written */
 #define KP_CMAX 8 /* tokens per tile: 8 int + 8 float accumulators + operands < 32 zmm */
 
-static size_t kp_block_bytes(uint32_t type) { return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q8_0 ? 34 : 0; }
+static size_t kp_block_bytes(uint32_t type)
+{
+    return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q8_0 ? 34 : type == GGML_T_Q4_1 ? 20 : 0;
+}
+
+/* Bytes before a block's quants: f16 d, and Q4_1's f16 m. */
+static size_t kp_head_bytes(uint32_t type) { return type == GGML_T_Q4_1 ? 4 : 2; }
 
 int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
 {
@@ -193,15 +201,17 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
         kp_pack_q6_k(s, rb, n, nr, d);
         return;
     }
-    const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, nq = bb - 2; /* quant bytes per block */
+    const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, hb = kp_head_bytes(type);
+    const size_t nq = bb - hb; /* quant bytes per block */
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
             uint8_t *o = d + g * KP_ROWS * rb + b * KP_ROWS * bb;
             for (size_t r = 0; r < KP_ROWS; r++) {
                 const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * bb;
-                memcpy(o + 2 * r, blk, 2);
+                for (size_t h = 0; h < hb; h += 2) /* the 16 d, then (Q4_1) the 16 m */
+                    memcpy(o + h * KP_ROWS + 2 * r, blk + h, 2);
                 for (size_t j = 0; j < nq / 4; j++)
-                    memcpy(o + 2 * KP_ROWS + j * 4 * KP_ROWS + 4 * r, blk + 2 + 4 * j, 4);
+                    memcpy(o + hb * KP_ROWS + j * 4 * KP_ROWS + 4 * r, blk + hb + 4 * j, 4);
             }
         }
 }
@@ -257,8 +267,10 @@ KPI int32_t ld32(const int8_t *p)
 KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y,
                  size_t ldy)
 {
-    const size_t gbb = KP_ROWS * (TYPE == GGML_T_Q4_0 ? 18 : 34);
-    const int off = TYPE == GGML_T_Q4_0 ? 8 : 128;
+    const int Q4 = TYPE == GGML_T_Q4_0 || TYPE == GGML_T_Q4_1; /* nibbles */
+    const size_t gbb = KP_ROWS * (TYPE == GGML_T_Q4_0 ? 18 : TYPE == GGML_T_Q4_1 ? 20 : 34);
+    const size_t qo = KP_ROWS * (TYPE == GGML_T_Q4_1 ? 4 : 2); /* quants after the scales */
+    const int off = TYPE == GGML_T_Q4_0 ? 8 : TYPE == GGML_T_Q4_1 ? 0 : 128;
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[KP_CMAX];
 #pragma GCC unroll 8
@@ -270,10 +282,10 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
             is[c] = _mm512_setzero_si512();
-        if (TYPE == GGML_T_Q4_0) {
+        if (Q4) {
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                const __m512i v = _mm512_loadu_si512(gb + 32 + 64 * j);
+                const __m512i v = _mm512_loadu_si512(gb + qo + 64 * j);
                 const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
@@ -285,7 +297,7 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
         } else {
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
-                const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(gb + 32 + 64 * j), flip);
+                const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(gb + qo + 64 * j), flip);
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
                     const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + b * 32;
@@ -294,6 +306,8 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
             }
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
+        const __m512 mw = TYPE == GGML_T_Q4_1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + 32)))
+                                              : _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
             const uint8_t *xr = xq + (size_t)c * ldxq;
@@ -301,8 +315,10 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
             int32_t s;
             memcpy(&dx, xr + nb * 32 + b * 4, 4);
             memcpy(&s, xr + nb * 36 + b * 4, 4);
-            const __m512i i = _mm512_sub_epi32(is[c], _mm512_set1_epi32(off * s));
+            const __m512i i = off ? _mm512_sub_epi32(is[c], _mm512_set1_epi32(off * s)) : is[c];
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc[c]);
+            if (TYPE == GGML_T_Q4_1) /* + m dx s: the mins times the block's activations */
+                acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(dx * (float)s), acc[c]);
         }
     }
 #pragma GCC unroll 8
@@ -444,11 +460,13 @@ KPI void kp_tile_q6_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq
     }
 #define KP_CALL_Q4_0(C_) kp_tile(GGML_T_Q4_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q8_0(C_) kp_tile(GGML_T_Q8_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
+#define KP_CALL_Q4_1(C_) kp_tile(GGML_T_Q4_1, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q4_K(C_) kp_tile_q45_k(0, C_, n, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q5_K(C_) kp_tile_q45_k(1, C_, n, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q6_K(C_) kp_tile_q6_k(C_, n, g, xq, ldxq, y, ldy)
 KP_DISPATCH(kp_q4_0, KP_CALL_Q4_0)
 KP_DISPATCH(kp_q8_0, KP_CALL_Q8_0)
+KP_DISPATCH(kp_q4_1, KP_CALL_Q4_1)
 KP_DISPATCH(kp_q4_k, KP_CALL_Q4_K)
 KP_DISPATCH(kp_q5_k, KP_CALL_Q5_K)
 KP_DISPATCH(kp_q6_k, KP_CALL_Q6_K)
@@ -461,6 +479,7 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     switch (type) {
     case GGML_T_Q4_0: fn = kp_q4_0; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q8_0: fn = kp_q8_0; block = KERN_Q8_BLOCK; break;
+    case GGML_T_Q4_1: fn = kp_q4_1; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q4_K: fn = kp_q4_k; block = KP_QK; break;
     case GGML_T_Q5_K: fn = kp_q5_k; block = KP_QK; break;
     case GGML_T_Q6_K: fn = kp_q6_k; block = KP_QK; break;
