@@ -120,7 +120,7 @@ int kern_has_fused(const kern_ops *k, uint32_t type);
 int kern_has_q8(const kern_ops *k, uint32_t type);
 
 /* ---- Packed weights (AVX-512; VNNI for the integer types) ----
- * Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
+ * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
  * rows can be copied at load time into groups of 16 interleaved rows
  * (kern_pack.c has the layouts; group g at g * kern_pack_group_bytes). Q4_1
  * and the K-quants have no row-major integer kernel: without packing they

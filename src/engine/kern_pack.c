@@ -1,4 +1,4 @@
-/* kern_pack: Q4_0, Q4_1, Q8_0 and K-quant weights interleaved by groups of
+/* kern_pack: Q4_0, Q4_1, Q5_0, Q8_0 and K-quant weights interleaved by groups of
  * 16 rows, for the AVX-512 VNNI integer path, and F16 weights likewise for
  * AVX-512 f32 FMAs. See kern.h "Packed weights".
  *
@@ -14,7 +14,8 @@
  *     bytes 4j..4j+3 of the block's quants (Q4_0, Q4_1: 4 chunks of the
  *     16 nibble bytes; Q8_0: 8 chunks of the 32 int8).
  * Q4_1 (value d q + m) adds m dx S per block, S the sum of the block's
- * quantized activations, which the activation row carries.
+ * quantized activations, which the activation row carries. Q5_0 keeps the
+ * Q4_0 layout and adds fifth-bit masks (kp_pack_q5_0).
  * One vpdpbusd then multiplies 4 quants of 16 rows by the same 4
  * activations (a broadcast), so a lane is one row's partial sum: no
  * horizontal sums, and each weight byte is unpacked once for every token
@@ -45,7 +46,13 @@
 
 static size_t kp_block_bytes(uint32_t type)
 {
-    return type == GGML_T_Q4_0 ? 18 : type == GGML_T_Q8_0 ? 34 : type == GGML_T_Q4_1 ? 20 : 0;
+    switch (type) {
+    case GGML_T_Q4_0: return 18;
+    case GGML_T_Q4_1: return 20;
+    case GGML_T_Q5_0: return 22;
+    case GGML_T_Q8_0: return 34;
+    default: return 0;
+    }
 }
 
 /* Bytes before a block's quants: f16 d, and Q4_1's f16 m. */
@@ -176,6 +183,34 @@ static void kp_pack_q6_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8
         }
 }
 
+/* Q5_0 (22 bytes: f16 d, 32 fifth bits qh, 16 nibble bytes as Q4_0's; the
+ * value is nibble + 16 fifth - 16). Packed per group and block (352 bytes,
+ * the original size): 16 d, the 4 nibble chunks of Q4_0's layout, then per
+ * chunk j two 64-bit masks (low nibbles, then high): bit 4r + e is row r's
+ * fifth bit of element 4j + e (16 + 4j + e), for one masked add of 16. */
+static void kp_pack_q5_0(const uint8_t *s, size_t rb, size_t nb, size_t nr, uint8_t *d)
+{
+    for (size_t g = 0; g < nr / KP_ROWS; g++)
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = d + g * KP_ROWS * rb + b * KP_ROWS * 22;
+            uint64_t mk[8] = {0};
+            for (size_t r = 0; r < KP_ROWS; r++) {
+                const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * 22;
+                uint32_t qh;
+                memcpy(o + 2 * r, blk, 2);
+                memcpy(&qh, blk + 2, 4);
+                for (size_t j = 0; j < 4; j++) {
+                    memcpy(o + 32 + j * 64 + 4 * r, blk + 6 + 4 * j, 4);
+                    for (size_t e = 0; e < 4; e++) {
+                        mk[2 * j] |= (uint64_t)((qh >> (4 * j + e)) & 1) << (4 * r + e);
+                        mk[2 * j + 1] |= (uint64_t)((qh >> (16 + 4 * j + e)) & 1) << (4 * r + e);
+                    }
+                }
+            }
+            memcpy(o + 288, mk, sizeof mk);
+        }
+}
+
 void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, void *dst)
 {
     const uint8_t *s = src;
@@ -203,6 +238,10 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
     }
     const size_t bb = kp_block_bytes(type), nb = n / KERN_Q8_BLOCK, hb = kp_head_bytes(type);
     const size_t nq = bb - hb; /* quant bytes per block */
+    if (type == GGML_T_Q5_0) {
+        kp_pack_q5_0(s, rb, nb, nr, d);
+        return;
+    }
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
             uint8_t *o = d + g * KP_ROWS * rb + b * KP_ROWS * bb;
@@ -267,10 +306,11 @@ KPI int32_t ld32(const int8_t *p)
 KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const uint8_t *xq, size_t ldxq, float *y,
                  size_t ldy)
 {
-    const int Q4 = TYPE == GGML_T_Q4_0 || TYPE == GGML_T_Q4_1; /* nibbles */
-    const size_t gbb = KP_ROWS * (TYPE == GGML_T_Q4_0 ? 18 : TYPE == GGML_T_Q4_1 ? 20 : 34);
+    const int Q4 = TYPE != GGML_T_Q8_0; /* nibbles (Q5_0: plus fifth bits) */
+    const size_t gbb = KP_ROWS * (TYPE == GGML_T_Q4_0 ? 18 : TYPE == GGML_T_Q4_1 ? 20 : TYPE == GGML_T_Q5_0 ? 22 : 34);
     const size_t qo = KP_ROWS * (TYPE == GGML_T_Q4_1 ? 4 : 2); /* quants after the scales */
-    const int off = TYPE == GGML_T_Q4_0 ? 8 : TYPE == GGML_T_Q4_1 ? 0 : 128;
+    const int off = TYPE == GGML_T_Q4_0 ? 8 : TYPE == GGML_T_Q4_1 ? 0 : TYPE == GGML_T_Q5_0 ? 16 : 128;
+    const __m512i sixteen = _mm512_set1_epi8(16);
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[KP_CMAX];
 #pragma GCC unroll 8
@@ -286,7 +326,13 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, const uint8_t *g, const
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const __m512i v = _mm512_loadu_si512(gb + qo + 64 * j);
-                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (TYPE == GGML_T_Q5_0) {
+                    uint64_t mk[2];
+                    memcpy(mk, gb + 288 + 16 * j, 16);
+                    lo = _mm512_mask_add_epi8(lo, (__mmask64)mk[0], lo, sixteen);
+                    hi = _mm512_mask_add_epi8(hi, (__mmask64)mk[1], hi, sixteen);
+                }
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
                     const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + b * 32;
@@ -461,12 +507,14 @@ KPI void kp_tile_q6_k(const int C, size_t n, const uint8_t *g, const uint8_t *xq
 #define KP_CALL_Q4_0(C_) kp_tile(GGML_T_Q4_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q8_0(C_) kp_tile(GGML_T_Q8_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q4_1(C_) kp_tile(GGML_T_Q4_1, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
+#define KP_CALL_Q5_0(C_) kp_tile(GGML_T_Q5_0, C_, n / KERN_Q8_BLOCK, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q4_K(C_) kp_tile_q45_k(0, C_, n, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q5_K(C_) kp_tile_q45_k(1, C_, n, g, xq, ldxq, y, ldy)
 #define KP_CALL_Q6_K(C_) kp_tile_q6_k(C_, n, g, xq, ldxq, y, ldy)
 KP_DISPATCH(kp_q4_0, KP_CALL_Q4_0)
 KP_DISPATCH(kp_q8_0, KP_CALL_Q8_0)
 KP_DISPATCH(kp_q4_1, KP_CALL_Q4_1)
+KP_DISPATCH(kp_q5_0, KP_CALL_Q5_0)
 KP_DISPATCH(kp_q4_k, KP_CALL_Q4_K)
 KP_DISPATCH(kp_q5_k, KP_CALL_Q5_K)
 KP_DISPATCH(kp_q6_k, KP_CALL_Q6_K)
@@ -480,6 +528,7 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     case GGML_T_Q4_0: fn = kp_q4_0; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q8_0: fn = kp_q8_0; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q4_1: fn = kp_q4_1; block = KERN_Q8_BLOCK; break;
+    case GGML_T_Q5_0: fn = kp_q5_0; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q4_K: fn = kp_q4_k; block = KP_QK; break;
     case GGML_T_Q5_K: fn = kp_q5_k; block = KP_QK; break;
     case GGML_T_Q6_K: fn = kp_q6_k; block = KP_QK; break;

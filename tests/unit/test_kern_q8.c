@@ -229,7 +229,7 @@ static void test_pack(void **s)
     }
     assert_false(kern_pack_supported(GGML_T_Q4_0, 64, 24)); /* not whole groups */
     assert_false(kern_pack_supported(GGML_T_Q4_0, 48, 16)); /* not whole blocks */
-    assert_false(kern_pack_supported(GGML_T_Q5_0, 64, 16)); /* no packed kernel */
+    assert_true(kern_pack_supported(GGML_T_Q5_0, 64, 16));
     assert_false(kern_pack_supported(GGML_T_BF16, 64, 16));
     assert_false(kern_pack_supported(GGML_T_F16, 64, 8));
     assert_true(kern_pack_supported(GGML_T_Q8_0, 64, 16));
@@ -245,7 +245,7 @@ static void test_pack(void **s)
     for (size_t i = 0; i < (size_t)MAX_N * MAX_TOK; i++)
         x[i] = frand();
     const path p = {kern_pack_x_bytes, kern_pack_quantize, kern_pack_gemm, 1};
-    const uint32_t types[] = {GGML_T_Q4_0, GGML_T_Q8_0, GGML_T_Q4_1, GGML_T_Q4_K, GGML_T_Q5_K, GGML_T_Q6_K};
+    const uint32_t types[] = {GGML_T_Q4_0, GGML_T_Q8_0, GGML_T_Q4_1, GGML_T_Q5_0, GGML_T_Q4_K, GGML_T_Q5_K, GGML_T_Q6_K};
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++) {
             if (types[ti] >= GGML_T_Q4_K && NS[ni] % 256 != 0) /* K-quants: whole super-blocks */
