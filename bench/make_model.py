@@ -43,26 +43,10 @@ def main(argv):
     hd = E // H
 
     w = gw.GGUFWriter(out)
-    a = "llama"
-    w.add_str("general.architecture", a)
-    w.add_str("general.name", "ward-bench-tinyllama-shape")
-    w.add_u32(a + ".context_length", 2048)
-    w.add_u32(a + ".embedding_length", E)
-    w.add_u32(a + ".block_count", L)
-    w.add_u32(a + ".feed_forward_length", F)
-    w.add_u32(a + ".attention.head_count", H)
-    w.add_u32(a + ".attention.head_count_kv", KH)
-    w.add_u32(a + ".rope.dimension_count", hd)
-    w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5)
-    w.add_f32(a + ".rope.freq_base", 10000.0)
+    w.add_llama_hparams("llama", "ward-bench-tinyllama-shape", 2048, E, L, F, H, KH)
+    w.add_u32("llama.rope.dimension_count", hd)
     w.add_u32("general.file_type", 1)  # mostly F16
-    toks, scores, types = vocab(V)
-    w.add_str("tokenizer.ggml.model", "llama")
-    w.add_arr_str("tokenizer.ggml.tokens", toks)
-    w.add_arr_f32("tokenizer.ggml.scores", scores)
-    w.add_arr_i32("tokenizer.ggml.token_type", types)
-    w.add_u32("tokenizer.ggml.bos_token_id", 1)
-    w.add_u32("tokenizer.ggml.eos_token_id", 2)
+    w.add_spm_vocab(*vocab(V))
 
     # (name, shape [rows, cols], kind): kind "mat" is F16 N(0, 1/cols), "norm" F32 ~1
     tensors = [("token_embd.weight", (V, E), "emb"), ("output_norm.weight", (E,), "norm"),

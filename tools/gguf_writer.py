@@ -189,6 +189,28 @@ class GGUFWriter:
             body = np.asarray(vals, dtype=np.dtype(fmt)).tobytes() if vals else b""
         self._add(key, T_ARRAY, head + body)
 
+    def add_llama_hparams(self, arch, name, n_ctx, n_embd, n_layer, n_ff, n_head, n_head_kv, eps=1e-5,
+                          rope_base=10000.0):
+        """The architecture, name and hyper-parameters of a llama-family
+        model (llama, qwen2), under the keys ward and llama.cpp read."""
+        self.add_str("general.architecture", arch)
+        self.add_str("general.name", name)
+        for k, v in (("context_length", n_ctx), ("embedding_length", n_embd), ("block_count", n_layer),
+                     ("feed_forward_length", n_ff), ("attention.head_count", n_head),
+                     ("attention.head_count_kv", n_head_kv)):
+            self.add_u32(arch + "." + k, v)
+        self.add_f32(arch + ".attention.layer_norm_rms_epsilon", eps)
+        self.add_f32(arch + ".rope.freq_base", rope_base)
+
+    def add_spm_vocab(self, tokens, scores, types, bos=1, eos=2):
+        """A SentencePiece-style ("llama") vocabulary and its BOS/EOS ids."""
+        self.add_str("tokenizer.ggml.model", "llama")
+        self.add_arr_str("tokenizer.ggml.tokens", tokens)
+        self.add_arr_f32("tokenizer.ggml.scores", scores)
+        self.add_arr_i32("tokenizer.ggml.token_type", types)
+        self.add_u32("tokenizer.ggml.bos_token_id", bos)
+        self.add_u32("tokenizer.ggml.eos_token_id", eos)
+
     def add_arr_str(self, key, values): self.add_arr(key, T_STRING, values)
     def add_arr_f32(self, key, values): self.add_arr(key, T_FLOAT32, values)
     def add_arr_i32(self, key, values): self.add_arr(key, T_INT32, values)

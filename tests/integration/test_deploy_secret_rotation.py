@@ -72,20 +72,9 @@ def tiny_model(path):
     toks = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)]
     toks += ["\u2581w%d" % i for i in range(n_vocab - len(toks))]
     w = gguf_writer.GGUFWriter(path)
-    w.add_str("general.architecture", "llama")
-    w.add_str("general.name", "ward-deploy-test")
-    for k, v in (("context_length", 256), ("embedding_length", n_embd), ("block_count", 1),
-                 ("feed_forward_length", n_ff), ("attention.head_count", n_head),
-                 ("attention.head_count_kv", n_head)):
-        w.add_u32("llama." + k, v)
-    w.add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
-    w.add_f32("llama.rope.freq_base", 10000.0)
-    w.add_str("tokenizer.ggml.model", "llama")
-    w.add_arr_str("tokenizer.ggml.tokens", toks)
-    w.add_arr_f32("tokenizer.ggml.scores", [0.0] * 259 + [-float(i) for i in range(n_vocab - 259)])
-    w.add_arr_i32("tokenizer.ggml.token_type", [2, 3, 3] + [6] * 256 + [1] * (n_vocab - 259))
-    w.add_u32("tokenizer.ggml.bos_token_id", 1)
-    w.add_u32("tokenizer.ggml.eos_token_id", 2)
+    w.add_llama_hparams("llama", "ward-deploy-test", 256, n_embd, 1, n_ff, n_head, n_head)
+    w.add_spm_vocab(toks, [0.0] * 259 + [-float(i) for i in range(n_vocab - 259)],
+                    [2, 3, 3] + [6] * 256 + [1] * (n_vocab - 259))
 
     def mat(rows, cols):
         return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
