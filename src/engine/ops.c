@@ -412,7 +412,7 @@ void ops_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs, i
  * machines are shared) does not hold the other back; which thread computes
  * a row does not change its value. */
 
-#define OPS_FUSED_CHUNK_ROWS 16 /* fewest rows per grab in decode (small matrices) */
+#define OPS_FUSED_CHUNK_ROWS 16 /* decode: rows per grab from another thread's region (one packed group) */
 
 #define OPS_Q8_CHUNK_ROWS 32      /* rows per grab on the integer path with many tokens (32 x 5632 Q4_0 = 100 KB: L2) */
 #define OPS_Q8_PAR_TOKENS 8       /* from this many tokens, activations are quantized by all threads */
