@@ -595,13 +595,43 @@ static KPT void kpf_any(int C, size_t n, const uint8_t *g, const float *x, size_
     }
 }
 
+/* Decode (one token): two groups at once, each with kpf_tile's two chains
+ * and order (so the same bits), for two streams in flight instead of one. */
+KPI void kpf_pair1(size_t n, const uint8_t *g0, const uint8_t *g1, const float *x, float *y0, float *y1)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    size_t k = 0;
+    for (; k + 2 <= n; k += 2) {
+        const uint8_t *p = g0 + k * 2 * KP_ROWS, *q = g1 + k * 2 * KP_ROWS;
+        _mm_prefetch((const char *)p + KPF_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)q + KPF_PREFETCH, _MM_HINT_T0);
+        const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]);
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)), x0, a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))), x1, a1);
+        b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q)), x0, b0);
+        b1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 32))), x1, b1);
+    }
+    if (k < n) {
+        const __m512 x0 = _mm512_set1_ps(x[k]);
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g0 + k * 2 * KP_ROWS))), x0, a0);
+        b0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g1 + k * 2 * KP_ROWS))), x0, b0);
+    }
+    _mm512_storeu_ps(y0, _mm512_add_ps(a0, a1));
+    _mm512_storeu_ps(y1, _mm512_add_ps(b0, b1));
+}
+
 KPT int kern_pack_gemm_f16(const void *packed, size_t rb, int nr, size_t n, const float *x, size_t ldx, int nt,
                            float *y, size_t ldy)
 {
     if (nr % KP_ROWS != 0)
         return -1;
     const uint8_t *p = packed;
-    for (int g = 0; g < nr / KP_ROWS; g++)
+    int g = 0;
+    const size_t gs = (size_t)KP_ROWS * rb;
+    if (nt == 1)
+        for (; g + 2 <= nr / KP_ROWS; g += 2)
+            kpf_pair1(n, p + (size_t)g * gs, p + (size_t)(g + 1) * gs, x, y + g * KP_ROWS, y + (g + 1) * KP_ROWS);
+    for (; g < nr / KP_ROWS; g++)
         for (int c0 = 0; c0 < nt; c0 += KPF_CMAX) {
             const int C = nt - c0 < KPF_CMAX ? nt - c0 : KPF_CMAX;
             kpf_any(C, n, p + (size_t)g * KP_ROWS * rb, x + (size_t)c0 * ldx, ldx, y + (size_t)c0 * ldy + g * KP_ROWS,
