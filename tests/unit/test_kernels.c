@@ -424,14 +424,14 @@ static void test_matmul_invariance(void **s)
 
 typedef struct {
     int calls[POOL_THREADS_MAX];
-    int nth_seen;
+    int nth_seen[POOL_THREADS_MAX];
 } pool_ctx;
 
 static void count_task(void *arg, int ith, int nth)
 {
     pool_ctx *c = arg;
     c->calls[ith]++; /* each ith runs on exactly one thread per task: no race */
-    c->nth_seen = nth;
+    c->nth_seen[ith] = nth;
 }
 
 static void test_pool_once_per_share(void **s)
@@ -444,11 +444,12 @@ static void test_pool_once_per_share(void **s)
         assert_int_equal(ops_pool_n_threads(p), nth);
         assert_non_null(ops_pool_scratch(p, nth - 1));
         for (int run = 0; run < POOL_RUNS; run++) {
-            pool_ctx c = {{0}, 0};
+            pool_ctx c = {{0}, {0}};
             ops_pool_run(p, count_task, &c);
-            assert_int_equal(c.nth_seen, nth);
-            for (int i = 0; i < nth; i++)
+            for (int i = 0; i < nth; i++) {
                 assert_int_equal(c.calls[i], 1);
+                assert_int_equal(c.nth_seen[i], nth);
+            }
         }
         ops_pool_free(p);
     }
