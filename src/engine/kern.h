@@ -1,8 +1,8 @@
 /* kern: SIMD matrix kernels for the CPU engine, dispatched at run time on the
  * ISA level from cpu.h (scalar, AVX2+FMA+F16C, AVX-512).
  *
- * Numerics. Two families of paths. On the f32 path (F32, BF16, Q4_1, and
- * F16 or the K-quants when not packed) a weight is turned into f32 exactly
+ * Numerics. Two families of paths. On the f32 path (F32, BF16, and F16,
+ * Q4_1 or the K-quants when not packed) a weight is turned into f32 exactly
  * as quant.h's reference dequantizer does, then multiplied with fused
  * multiply-adds: results are within rounding of an f32 reference. On the
  * integer path ("Q8 activations" below) the activations are rounded to
@@ -20,15 +20,16 @@
  * what else is in its batch. Different levels give (slightly) different bits.
  *
  * Q8 activations (the integer path). For weight types whose blocks hold
- * 32 small integers and one scale (Q8_0, Q4_0, Q5_0; and Q4_K, Q5_K, Q6_K through
- * the packed kernels below, with their sub-block scales and mins applied
- * per 32 or 16 elements), activations are
+ * 32 small integers and one scale (Q8_0, Q4_0, Q5_0; and Q4_1, Q4_K, Q5_K,
+ * Q6_K through the packed kernels below, with their mins and sub-block
+ * scales applied per 32 or 16 elements), activations are
  * quantized per block of KERN_Q8_BLOCK: amax = max |x|, dx = amax / 127,
  * q = round-to-nearest-even(x * (127 / amax)) (all 0 when amax = 0), the
  * same bits at every level. A (row, token) output is then
  *     sum over blocks b of (dw_b * dx_b) * I_b,  I_b = sum_j w_j * q_j
  * with w_j the block's integer weights (Q8_0: q; Q4_0: nibble - 8; Q5_0:
- * 5-bit value - 16). I_b is exact (integer dot products: VNNI vpdpbusd at
+ * 5-bit value - 16; Q4_1: nibble, plus m_b * dx_b * S_b with S_b the sum of
+ * the block's q). I_b is exact (integer dot products: VNNI vpdpbusd at
  * the AVX-512 level, pmaddubsw at AVX2); only the float accumulation order
  * is level-specific, and at one level it is one fixed sequence per output,
  * for decode and prompt alike (batch invariance holds as below). This is

@@ -51,9 +51,9 @@ int ops_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
  * o < W.ne1, i < W.ne0. x is [n_tok][ne0], y is [n_tok][ne1], both row-major.
  * Rows of W are split across the pool's threads. Requires scratch >=
  * OPS_MATMUL_ROWS * ne0 floats. Kernels: kern.h (SIMD, chosen at run time);
- * Q8_0/Q4_0/Q5_0 weights take the integer path (activations quantized to
- * 8 bits per block, kern.h "Q8 activations"), the other types keep f32
- * activations. y[t] depends only on W, bias
+ * Q8_0/Q4_0/Q5_0 weights, and packed Q4_1 and K-quants, take the integer
+ * path (activations quantized to 8 bits per block, kern.h "Q8
+ * activations"); the other types keep f32 activations. y[t] depends only on W, bias
  * and x[t], bit for bit: not on n_tok, the thread count or which thread
  * computed it (batch invariance; kern.h "Determinism"). */
 void ops_matmul(ops_pool *p, const model_weight *w, const float *bias,
