@@ -111,7 +111,7 @@ void kern_q8_quantize_block(const float *x, int8_t *q, float *dx)
     *dx = amax / 127.0f;
 }
 
-static size_t q8_row_bytes_scalar(size_t n)
+size_t kern_q8_row_bytes(size_t n)
 {
     const size_t nb = n / KERN_Q8_BLOCK;
     return (nb * (KERN_Q8_BLOCK + sizeof(float)) + KERN_Q8_ROW_ALIGN - 1) / KERN_Q8_ROW_ALIGN * KERN_Q8_ROW_ALIGN;
@@ -194,7 +194,7 @@ const kern_ops kern_ops_scalar = {
     .gemm_f32 = gemm_scalar,
     .dequant_rows = dequant_rows_scalar,
     .gemv = gemv_none,
-    .q8_row_bytes = q8_row_bytes_scalar,
+    .q8_row_bytes = kern_q8_row_bytes,
     .q8_quantize = q8_quantize_scalar,
     .q8_gemm = q8_gemm_scalar,
 };

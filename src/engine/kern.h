@@ -167,6 +167,10 @@ int kern_pack_gemm_f16(const void *packed, size_t row_bytes, int nr, size_t n, c
  * KERN_Q8_BLOCK values (see "Q8 activations"): q[] and the scale dx. Every
  * level's q8_quantize produces exactly these values (tests check). */
 void kern_q8_quantize_block(const float *x, int8_t *q, float *dx);
+/* Bytes of one quantized activation row of n elements in the block-order
+ * layout the scalar and AVX2 levels share: n / 32 blocks of int8, then
+ * their float scales, padded to 64 bytes. */
+size_t kern_q8_row_bytes(size_t n);
 
 /* Level tables, defined in kern_avx2.c / kern_avx512.c on x86-64 builds. */
 extern const kern_ops kern_ops_scalar;

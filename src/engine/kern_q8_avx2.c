@@ -25,17 +25,12 @@
 #define Q8T __attribute__((target("avx2,fma,f16c")))
 #define Q8I static Q8T inline __attribute__((always_inline))
 
-#define Q8_ROW_ALIGN 64
 #define Q8_TOK_BLOCK 32 /* tokens per pass over a row tile (their x rows stay in L2) */
 #define Q8_PREFETCH 1024
 #define Q8_RMAX 4 /* 16 ymm registers: 4 rows x 2 tokens of accumulators + operands */
 #define Q8_CMAX 2
 
-size_t kern_q8_row_bytes_avx2(size_t n)
-{
-    const size_t nb = n / KERN_Q8_BLOCK;
-    return (nb * (KERN_Q8_BLOCK + sizeof(float)) + Q8_ROW_ALIGN - 1) / Q8_ROW_ALIGN * Q8_ROW_ALIGN;
-}
+size_t kern_q8_row_bytes_avx2(size_t n) { return kern_q8_row_bytes(n); } /* the scalar layout */
 
 /* Same arithmetic as kern_q8_quantize_block. */
 Q8T void kern_q8_quantize_avx2(const float *x, size_t n, void *dst)

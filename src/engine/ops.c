@@ -329,16 +329,6 @@ int ops_dequant_row(uint32_t type, const void *src, float *dst, size_t n)
     return quant_dequantize_row(type, src, dst, n) == 0 ? 0 : -1;
 }
 
-float ops_dot_f32(const float *a, const float *b, size_t n)
-{
-    return kern_get()->dot_f32(a, b, n);
-}
-
-void ops_axpy_f32(float a, const float *x, float *y, size_t n)
-{
-    kern_get()->axpy_f32(a, x, y, n);
-}
-
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 {
     double ss = 0;
@@ -347,22 +337,6 @@ void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps
     float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
     for (size_t i = 0; i < n; i++)
         out[i] = x[i] * scale * w[i];
-}
-
-void ops_softmax(float *x, size_t n)
-{
-    float mx = x[0];
-    for (size_t i = 1; i < n; i++)
-        if (x[i] > mx)
-            mx = x[i];
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
-    float inv = (float)(1.0 / sum);
-    for (size_t i = 0; i < n; i++)
-        x[i] *= inv;
 }
 
 void ops_silu_mul(float *g, const float *u, size_t n)

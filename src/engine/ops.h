@@ -75,19 +75,8 @@ void ops_matmul_n(ops_pool *p, int nw, const model_weight *const *ws, const floa
  * depend on it. */
 void ops_pool_prefetch_matmul(ops_pool *p, const model_weight *w, int n_tok);
 
-/* Dot product of two f32 vectors (the inner loop of matmul and attention).
- * SIMD at the level kern.h dispatches to; the same (a, b) always gives the
- * same bits within one process. */
-float ops_dot_f32(const float *a, const float *b, size_t n);
-
-/* y[i] += a * x[i] (attention's weighted sum of values), SIMD as above. */
-void ops_axpy_f32(float a, const float *x, float *y, size_t n);
-
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]. out may alias x. */
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
-
-/* In-place softmax over n values (n >= 1). */
-void ops_softmax(float *x, size_t n);
 
 /* g[i] = silu(g[i]) * u[i] (kern.h silu_mul, at the dispatched level) */
 void ops_silu_mul(float *g, const float *u, size_t n);
