@@ -130,7 +130,12 @@ int kern_has_q8(const kern_ops *k, uint32_t type);
  * per tile of up to 8 tokens: decode becomes purely bandwidth-bound and
  * prompts run at several times the rate of the row-major kernels. Values
  * differ from the row-major integer path's in float rounding order only;
- * every output of one packed matrix follows one fixed sequence. */
+ * every output of one packed matrix follows one fixed sequence.
+ * Panels: for rows of 4096 elements or more, the 4-to-6-bit types store 4
+ * groups together slice by slice (kern_pack.c); a call of kern_pack or
+ * kern_pack_gemm must then start at a panel (kern_pack_panel_rows) and
+ * cover whole panels, except the matrix's last one. Each output still
+ * sums its blocks in order (the same bits as without panels). */
 #define KERN_PACK_ROWS 16
 
 /* 1 if this CPU can use packed weights of this type and shape. */
@@ -144,6 +149,9 @@ int kern_pack_usable(const kern_ops *k, uint32_t type);
  * (values unpacked to bytes: n / 256 *
  * 4384, 30% more). Group g of a packed matrix starts at g times this. */
 size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t row_bytes);
+/* Rows of one panel of a packed matrix of this type and row length: a
+ * multiple of KERN_PACK_ROWS (KERN_PACK_ROWS: no panels). */
+int kern_pack_panel_rows(uint32_t type, size_t n);
 /* Packs nr rows (nr % KERN_PACK_ROWS == 0) of n elements, row_bytes each,
  * from src into dst (nr / 16 groups of kern_pack_group_bytes). Requires
  * kern_pack_supported. */

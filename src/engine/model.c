@@ -511,7 +511,10 @@ static int pack_plan(model *m, model_weight *w, pack_job **jobs, size_t *n_jobs,
         return -1;
     const size_t bytes = (size_t)(w->ne1 / KERN_PACK_ROWS) * group;
     const size_t align = bytes >= MODEL_HUGE_ALIGN ? MODEL_HUGE_ALIGN : 64;
-    const size_t per_job = MODEL_PACK_CHUNK / group ? MODEL_PACK_CHUNK / group : 1, n_groups = w->ne1 / KERN_PACK_ROWS;
+    /* jobs of whole panels (kern.h: a kern_pack call starts at one) */
+    const size_t panel = (size_t)kern_pack_panel_rows(w->type, (size_t)w->ne0) / KERN_PACK_ROWS;
+    const size_t per_job = (MODEL_PACK_CHUNK / group / panel ? MODEL_PACK_CHUNK / group / panel : 1) * panel,
+                 n_groups = w->ne1 / KERN_PACK_ROWS;
     const size_t need = (n_groups + per_job - 1) / per_job;
     if (*n_jobs + need > *cap) {
         size_t nc = (*cap ? *cap * 2 : 256) + need;

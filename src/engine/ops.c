@@ -45,6 +45,7 @@
 #define OPS_LINE 64
 #define OPS_MATMUL_MAX_FUSE 3 /* matrices in one matmul task (ops_matmul_n) */
 #define OPS_RUN_BYTES (128 * 1024) /* weights per grab of a thread's own region in decode (matmul_run) */
+#define OPS_RUN_MIN_CHUNKS 2        /* ... and at least this many chunks per grab */
 
 enum { SHARE_DONE = 0, SHARE_PENDING = 1, SHARE_RUNNING = 2 };
 
@@ -571,21 +572,25 @@ static size_t matmul_chunk(const ops_pool *p, const matmul_task *t)
     /* Leave every thread a few chunks so none idles at the end. */
     while (chunk > (t->packed ? KERN_PACK_ROWS : 4) && n_out / chunk < 4 * nth)
         chunk /= 2;
-    if (t->packed) /* whole row groups */
-        chunk = chunk < KERN_PACK_ROWS ? KERN_PACK_ROWS : chunk / KERN_PACK_ROWS * KERN_PACK_ROWS;
+    if (t->packed) { /* whole row groups, whole panels (kern.h) */
+        const size_t unit = (size_t)kern_pack_panel_rows(t->w->type, n_in);
+        chunk = chunk < unit ? unit : chunk / unit * unit;
+    }
     return chunk;
 }
 
 /* Rows per grab from a thread's own region: OPS_RUN_BYTES of weights in
  * decode (each grab costs an atomic and a kernel call; the region streams
- * on regardless), one chunk otherwise. */
+ * on regardless), one chunk otherwise. At least OPS_RUN_MIN_CHUNKS chunks:
+ * packed F16 decodes two row groups at once (kern_pack_gemm_f16), which it
+ * can only do within one call. */
 static size_t matmul_run(const matmul_task *t)
 {
     if (!((t->xq || t->fused || t->packed) && t->n_tok <= KERN_FUSED_MAX_TOK))
         return t->chunk;
     const size_t per_chunk = matmul_rows_bytes(t, t->chunk);
     const size_t k = per_chunk ? OPS_RUN_BYTES / per_chunk : 1;
-    return (k ? k : 1) * t->chunk;
+    return (k > OPS_RUN_MIN_CHUNKS ? k : OPS_RUN_MIN_CHUNKS) * t->chunk;
 }
 
 /* Bytes of w holding rows [r0, r0 + nr) in the layout t's kernel reads. */

@@ -61,9 +61,11 @@ static uint8_t *make_weights(uint32_t t, int nr, size_t n, size_t *rb)
 
 /* The documented value of one output, in double, and the sum of the
  * magnitudes of its terms (the scale of rounding differences). */
+#define REF_MAX_N 4352 /* the panel test's longest row */
 static double ref_out(uint32_t t, const uint8_t *row, const float *x, size_t n, double *mag)
 {
-    float deq[MAX_N];
+    float deq[REF_MAX_N];
+    assert_true(n <= REF_MAX_N);
     assert_int_equal(quant_dequantize_row(t, row, deq, n), 0);
     double s = 0, m = 0;
     for (size_t b = 0; b < n / KERN_Q8_BLOCK; b++) {
@@ -117,9 +119,9 @@ static void check_path(const path *p, uint32_t t, const uint8_t *w, const uint8_
         assert_int_equal(p->gemm(t, w, rb, nr, n, xq + (size_t)k * ldxq, ldxq, 1, y1, (size_t)nr), 0);
         assert_memory_equal(y1, y + (size_t)k * nr, sizeof *y1 * (size_t)nr);
     }
-    /* a row sub-range (a whole group for packed weights) */
-    const int step = p->packed ? KERN_PACK_ROWS : 3;
-    const size_t skip = p->packed ? kern_pack_group_bytes(t, n, rb) : (size_t)step * rb;
+    /* a row sub-range (a whole panel for packed weights) */
+    const int step = p->packed ? kern_pack_panel_rows(t, n) : 3;
+    const size_t skip = p->packed ? (size_t)step / KERN_PACK_ROWS * kern_pack_group_bytes(t, n, rb) : (size_t)step * rb;
     if (nr > step) {
         assert_int_equal(p->gemm(t, w + skip, rb, nr - step, n, xq, ldxq, 1, y1, (size_t)nr), 0);
         assert_memory_equal(y1, y + step, sizeof *y1 * (size_t)(nr - step));
@@ -323,6 +325,77 @@ static void test_matmul_packed(void **s)
     ops_pool_free(p3);
 }
 
+/* Panels (kern.h): long rows of the 4-to-6-bit types, 6 groups (a panel
+ * of 4 and a last one of 2), rows with a short last slice; values, batch
+ * invariance, a call from the second panel, the byte order, and ops_matmul
+ * at 1 and 3 threads. */
+static void test_pack_panels(void **s)
+{
+    (void)s;
+    if (!kern_pack_supported(GGML_T_Q4_0, 4096, 16)) {
+        printf("packed panels: skipped (no AVX-512 VNNI)\n");
+        return;
+    }
+    assert_int_equal(kern_pack_panel_rows(GGML_T_Q4_0, 4096), 64);
+    assert_int_equal(kern_pack_panel_rows(GGML_T_Q6_K, 4352), 64);
+    assert_int_equal(kern_pack_panel_rows(GGML_T_Q4_0, 4064), KERN_PACK_ROWS); /* short rows: no panels */
+    assert_int_equal(kern_pack_panel_rows(GGML_T_Q8_0, 4096), KERN_PACK_ROWS);
+    assert_int_equal(kern_pack_panel_rows(GGML_T_F16, 8192), KERN_PACK_ROWS);
+    enum { NR = 96, TOK = 9 };
+    static const size_t NS[] = {4096, 4352};
+    const uint32_t types[] = {GGML_T_Q4_0, GGML_T_Q4_1, GGML_T_Q5_0, GGML_T_Q4_K, GGML_T_Q5_K, GGML_T_Q6_K};
+    float *x = malloc(sizeof *x * REF_MAX_N * TOK);
+    assert_non_null(x);
+    for (size_t i = 0; i < (size_t)REF_MAX_N * TOK; i++)
+        x[i] = frand();
+    const path p = {kern_pack_x_bytes, kern_pack_quantize, kern_pack_gemm, 1};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++) {
+            size_t rb;
+            uint8_t *w = make_weights(types[ti], NR, NS[ni], &rb);
+            const size_t gb = kern_pack_group_bytes(types[ti], NS[ni], rb);
+            uint8_t *pk = malloc(gb * (NR / KERN_PACK_ROWS));
+            assert_non_null(pk);
+            kern_pack(types[ti], w, rb, NS[ni], NR, pk);
+            check_path(&p, types[ti], pk, w, rb, NR, NS[ni], x, 1);
+            check_path(&p, types[ti], pk, w, rb, NR, NS[ni], x, TOK);
+            free(pk), free(w);
+        }
+    /* Q4_0, n 4096: each group alone packs as one plain group (no panel);
+     * in the matrix, slice 0 holds groups 0..3's first 32 blocks in turn. */
+    size_t rb;
+    uint8_t *w = make_weights(GGML_T_Q4_0, NR, 4096, &rb);
+    const size_t gb = kern_pack_group_bytes(GGML_T_Q4_0, 4096, rb), piece = 32 * KERN_PACK_ROWS * 18;
+    uint8_t *pk = malloc(gb * (NR / KERN_PACK_ROWS)), *one = malloc(gb);
+    assert_non_null(pk);
+    assert_non_null(one);
+    kern_pack(GGML_T_Q4_0, w, rb, 4096, NR, pk);
+    for (size_t g = 0; g < 4; g++) {
+        kern_pack(GGML_T_Q4_0, w + g * KERN_PACK_ROWS * rb, rb, 4096, KERN_PACK_ROWS, one);
+        assert_memory_equal(pk + g * piece, one, piece);                   /* slice 0 */
+        assert_memory_equal(pk + 4 * piece + g * piece, one + piece, piece); /* slice 1 */
+    }
+    /* ops_matmul: panels split among 3 threads give the kernel's bits */
+    char err[128];
+    ops_pool *p1 = ops_pool_new(1, OPS_MATMUL_ROWS * 4096, err, sizeof err),
+             *p3 = ops_pool_new(3, OPS_MATMUL_ROWS * 4096, err, sizeof err);
+    assert_non_null(p1);
+    assert_non_null(p3);
+    ops_pool_set_par_min(p3, 0);
+    float *ya = malloc(sizeof *ya * NR * TOK), *yb = malloc(sizeof *yb * NR * TOK);
+    assert_non_null(ya);
+    assert_non_null(yb);
+    model_weight mw = {.data = w, .type = GGML_T_Q4_0, .ne0 = 4096, .ne1 = NR, .row_bytes = rb, .name = "w", .packed = pk};
+    for (int nt = 1; nt <= TOK; nt += TOK - 1) {
+        ops_matmul(p3, &mw, NULL, x, nt, ya);
+        ops_matmul(p1, &mw, NULL, x, nt, yb);
+        assert_memory_equal(ya, yb, sizeof *ya * NR * (size_t)nt);
+    }
+    ops_pool_free(p1);
+    ops_pool_free(p3);
+    free(ya), free(yb), free(pk), free(one), free(w), free(x);
+}
+
 /* Packed F16: values within f32 rounding of a double dot, the same bits in
  * any batch, any thread count (ops_matmul) and row group range. */
 static void test_pack_f16(void **s)
@@ -388,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_pack),
         cmocka_unit_test(test_matmul_packed),
         cmocka_unit_test(test_pack_f16),
+        cmocka_unit_test(test_pack_panels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
