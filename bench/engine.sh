@@ -4,12 +4,16 @@
 #
 # Makes a random-weight Llama model with TinyLlama-1.1B's shape in F16
 # (bench/make_model.py), quantizes it to Q8_0 and Q4_0 with `ward quantize`,
-# then, in RUNS rounds, measures the machine's read bandwidth (bench/membw.c,
-# 2 threads, median of 7 reads of 1 GiB) and runs `ward bench -p 128 -n 64
-# --threads 2` on each file; it prints the medians of prompt and decode
-# tokens/s and decode as a percentage of the roofline (median bandwidth):
+# then, in RUNS rounds, runs `ward bench -p 128 -n 64 --threads 2` on each
+# file, with the machine's read bandwidth (bench/membw.c, 2 threads, median
+# of 7 reads of 1 GiB) measured before and after every run. It prints the
+# medians of prompt and decode tokens/s and of decode as a percentage of
+# the roofline, each run against the mean of the probes around it:
 #     weight bytes read per token x decode tok/s / bandwidth
 # (the token-embedding table is not counted: a token reads one row of it).
+# The probe swings by a third from one minute to the next on a shared VM;
+# bracketing each run keeps a quiet minute's probe from being set against a
+# busy minute's run, and the reverse.
 #
 # If LLAMA_BENCH names a llama-bench binary (built by you; this script never
 # fetches or builds one), it also runs `llama-bench -t 2 -p 128 -n 64 -o json`
@@ -81,34 +85,46 @@ if [ -n "${LLAMA_BENCH:-}" ] && [ ! -x "$LLAMA_BENCH" ]; then
     LLAMA_BENCH=
 fi
 # Rounds interleave the engines and the bandwidth probe, so a noisy
-# neighbour weighs on all of them alike.
+# neighbour weighs on all of them alike; results holds, in order, probe
+# lines ("bw GB/s") and run lines ("ward|llama TYPE JSON").
+probe() { bw=$(measure_bw); echo "bw $bw" >>"$results"; echo "$bw" >>"$bws"; }
+probe
 for i in $(seq "$RUNS"); do
-    measure_bw >>"$bws"
     for t in $TYPES; do
         f="$BENCH_DIR/$tag-$t.gguf"
         j=$("$WARD" bench --model "$f" -p 128 -n 64 --threads "$THREADS" --json)
         echo "ward $t $j" >>"$results"
+        probe
         if [ -n "${LLAMA_BENCH:-}" ]; then
             j=$("$LLAMA_BENCH" -m "$f" -t "$THREADS" -p 128 -n 64 -o json 2>/dev/null | tr -d '\n')
             echo "llama $t $j" >>"$results"
+            probe
         fi
     done
     echo "round $i/$RUNS done (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
-measure_bw >>"$bws"
 BW=$(sort -n "$bws" | "$PY" -c 'import statistics,sys; print(statistics.median(float(l) for l in sys.stdin))')
-echo "read bandwidth ($THREADS threads, median of $((RUNS + 1)) probes): $BW GB/s"
+BWR=$(sort -n "$bws" | "$PY" -c 'import sys; v=[float(l) for l in sys.stdin]; print("%.1f-%.1f" % (min(v), max(v)))')
+echo "read bandwidth ($THREADS threads): median of $(wc -l <"$bws") probes $BW GB/s, range $BWR"
 
 "$PY" - "$results" "$BW" "$embd_elems" <<'PYEOF'
 import json, os, statistics, sys
-path, bw, embd = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+path, bw_med, embd = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 bpe = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_k": 144 / 256, "q6_k": 210 / 256,
        "q5_0": 22 / 32, "q4_1": 20 / 32, "q5_k": 176 / 256}   # bytes per weight
 ward, llama = {}, {}
-for line in open(path):
+lines = [l.rstrip("\n") for l in open(path) if l.strip()]
+for i, line in enumerate(lines):
+    if line.startswith("bw "):
+        continue
     who, t, js = line.split(" ", 2)
     if who == "ward":
-        ward.setdefault(t, []).append(json.loads(js))
+        r = json.loads(js)
+        # the probes just before and just after this run
+        before = next(float(l[3:]) for l in reversed(lines[:i]) if l.startswith("bw "))
+        after = next(float(l[3:]) for l in lines[i + 1:] if l.startswith("bw "))
+        r["bw"] = (before + after) / 2
+        ward.setdefault(t, []).append(r)
     else:
         try:
             rows = json.loads(js)
@@ -121,7 +137,7 @@ for line in open(path):
         except (ValueError, KeyError, TypeError, IndexError):
             print("could not parse llama-bench output for", t, file=sys.stderr)
 print()
-hdr = "%-5s %9s %10s %10s %11s %9s" % ("type", "GiB", "pp tok/s", "tg tok/s", "decode GB/s", "roofline")
+hdr = "%-5s %9s %10s %10s %11s %9s %10s" % ("type", "GiB", "pp tok/s", "tg tok/s", "decode GB/s", "roofline", "(range)")
 if llama:
     hdr += " %12s %12s %8s %8s" % ("llama pp", "llama tg", "pp x", "tg x")
 print(hdr)
@@ -134,12 +150,14 @@ for t in ward:
     wb = runs[0]["weight_bytes"]
     per_tok = wb - embd * bpe[t]        # bytes of weights read per decoded token
     gbs = per_tok * tg / 1e9
-    line = "%-5s %9.2f %10.1f %10.1f %11.1f %8.0f%%" % (t.upper(), wb / 2**30, pp, tg, gbs, 100 * gbs / bw)
+    roof = [100 * per_tok * r["tg_tok_s"] / 1e9 / r["bw"] for r in runs]   # each run against its probes
+    line = "%-5s %9.2f %10.1f %10.1f %11.1f %8.0f%% %10s" % (t.upper(), wb / 2**30, pp, tg, gbs, statistics.median(roof),
+                                                          "%.0f-%.0f%%" % (min(roof), max(roof)))
     if t in llama:
         lp = statistics.median(r[0] for r in llama[t])
         lt = statistics.median(r[1] for r in llama[t])
         line += " %12.1f %12.1f %8.2f %8.2f" % (lp, lt, pp / lp if lp else 0, tg / lt if lt else 0)
     print(line)
-print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / %.1f GB/s)" % (
-    max(len(v) for v in ward.values()) if ward else 0, bw))
+print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / the bandwidth probed around"
+      " that run; median probe %.1f GB/s)" % (max(len(v) for v in ward.values()) if ward else 0, bw_med))
 PYEOF
