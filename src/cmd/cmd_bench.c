@@ -23,9 +23,10 @@ static void usage(FILE *f)
             "                  [--json]\n"
             "\n"
             "Measures prompt processing (one batch of -p tokens) and decoding (-n tokens,\n"
-            "one at a time) and prints tokens per second. As llama-bench does, each test\n"
-            "starts from an empty context, or after --depth tokens already in the cache\n"
-            "(not timed). --parallel N: N sequences at once (N prompts in one batch, then\n"
+            "one at a time) and prints tokens per second. As llama-bench does, an untimed\n"
+            "warm-up (the prompt, then one decoded token) runs first, and each test starts\n"
+            "from an empty context, or after --depth tokens already in the cache (not\n"
+            "timed). --parallel N: N sequences at once (N prompts in one batch, then\n"
             "-n steps of N tokens, one per sequence, as continuous batching runs them);\n"
             "tokens/s count every sequence's tokens.\n");
 }
@@ -128,6 +129,8 @@ int cmd_bench(int argc, char **argv)
     const model_hparams *hp = model_get_hparams(m);
     engine_params ep = engine_default_params();
     ep.n_ctx = (int)(n_d + (n_p > n_g ? n_p : n_g));
+    if (ep.n_ctx < n_p + 1) /* the warm-up decodes one token after the prompt */
+        ep.n_ctx = (int)n_p + 1;
     ep.n_threads = (int)threads;
     ep.n_seq_max = (int)par;
     e = engine_new(m, &ep, err, sizeof err);
@@ -147,8 +150,15 @@ int cmd_bench(int argc, char **argv)
     }
     uint64_t rng = 0x2545f4914f6cdd1dull;
     double pp = 0, tg = 0;
-    /* As llama-bench: the prompt test and the decode test each start from
-     * an empty context (after --depth tokens, not timed); random tokens. */
+    /* As llama-bench: a warm-up (the prompt, one decoded token: first-touch
+     * page faults in the KV cache and scratch buffers are not the engine's
+     * speed), then the prompt test and the decode test, each from an empty
+     * context (after --depth tokens, not timed); random tokens. */
+    for (long k = 0; k < par; k++)
+        engine_seq_reset(e, (int)k);
+    if (bench_fill(e, hp, par, 0, n_p, tok, pos, seq, logits, &rng, err, sizeof err) != 0 ||
+        (n_g > 0 && bench_fill(e, hp, par, n_p, 1, tok, pos, seq, logits, &rng, err, sizeof err) != 0))
+        goto fail;
     for (int test = 0; test < 2; test++) {
         const long n = test == 0 ? n_p : n_g;
         if (n == 0)
