@@ -133,6 +133,7 @@ int cmd_bench(int argc, char **argv)
         ep.n_ctx = (int)n_p + 1;
     ep.n_threads = (int)threads;
     ep.n_seq_max = (int)par;
+    ep.kv_commit = 1; /* as llama-bench's context: the KV pool committed before timing */
     e = engine_new(m, &ep, err, sizeof err);
     if (!e) {
         fprintf(stderr, "ward bench: %s\n", err);

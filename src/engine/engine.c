@@ -11,6 +11,7 @@
 #include "engine/kern.h"
 #include "engine/ops.h"
 
+#define ENGINE_PAGE_BYTES 4096 /* commit_pages: the smallest page size; larger pages are touched more than once */
 #define ENGINE_DEFAULT_CTX 4096     /* default slot size when the model allows it */
 #define ENGINE_DEFAULT_BATCH 512    /* prompt rows per step: amortizes weight reads */
 #define ENGINE_DEFAULT_THREADS_MAX 8 /* decode is bandwidth-bound: more rarely helps */
@@ -258,6 +259,15 @@ static void seq_index_blocks(engine *e, int seq)
     }
 }
 
+/* Writes one zero per page of a zeroed buffer: the OS commits every page now
+ * (volatile: a compiler may drop a memset of calloc'd memory). */
+static void commit_pages(void *buf, size_t bytes)
+{
+    volatile char *c = buf;
+    for (size_t i = 0; i < bytes; i += ENGINE_PAGE_BYTES)
+        c[i] = 0;
+}
+
 static int kv_init(engine *e, const engine_params *p, char *err, size_t errlen)
 {
     e->bs = p->kv_block_size ? p->kv_block_size : ENGINE_DEFAULT_KV_BLOCK;
@@ -296,6 +306,10 @@ static int kv_init(engine *e, const engine_params *p, char *err, size_t errlen)
     /* calloc: the OS commits zero pages lazily, so unused blocks cost little. */
     e->k_pool = calloc(cells, sizeof(float));
     e->v_pool = calloc(cells, sizeof(float));
+    if (p->kv_commit && e->k_pool && e->v_pool) { /* engine.h "Memory" */
+        commit_pages(e->k_pool, cells * sizeof(float));
+        commit_pages(e->v_pool, cells * sizeof(float));
+    }
     size_t tab = (size_t)p->n_seq_max * (size_t)e->max_bps;
     e->table = malloc(tab * sizeof *e->table);
     e->seq_hash = calloc(tab, sizeof *e->seq_hash);

@@ -41,7 +41,9 @@
  *
  * Memory: the pool is f32, n_kv_blocks * kv_block_size * n_layer * 2 * kv_dim
  * * 4 bytes of address space allocated zeroed up front (the OS commits pages
- * as they are first written). Default pool: n_seq_max * ceil(n_ctx /
+ * as they are first written; with kv_commit, all of them at creation, as
+ * llama.cpp's contexts do, so no decode step takes a first-touch page
+ * fault: ward bench sets it, to measure steady-state speed). Default pool: n_seq_max * ceil(n_ctx /
  * kv_block_size) blocks, i.e. every sequence can fill its whole context (no
  * preemption ever); set n_kv_blocks or kv_cache_bytes to bound memory instead
  * (it must hold at least one full context).
@@ -74,6 +76,7 @@ typedef struct {
     int n_kv_blocks;  /* pool blocks; 0 = from kv_cache_bytes, else n_seq_max full contexts */
     size_t kv_cache_bytes; /* pool bytes (K and V) when n_kv_blocks is 0; 0 = the default */
     int no_prefix_cache; /* 1: do not index full blocks for reuse */
+    int kv_commit;       /* 1: write the whole pool at creation (see Memory) */
 } engine_params;
 
 typedef struct {

@@ -296,6 +296,48 @@ static void test_engine_params(void **st)
     model_free(m);
 }
 
+/* Resident pages of this process (Linux /proc/self/statm), in bytes. */
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%lu %lu", &size, &res), 2);
+    fclose(f);
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* kv_commit: the pool's memory is resident once the engine exists (not
+ * before a step writes it), and the logits are the same bits. */
+static void test_kv_commit(void **st)
+{
+    (void)st;
+    model *m = load_ok();
+    enum { POOL_MIB = 64 };
+    float out[2][NV];
+    for (int commit = 0; commit <= 1; commit++) {
+        engine_params p = engine_default_params();
+        p.n_ctx = 32;
+        p.kv_cache_bytes = (size_t)POOL_MIB << 20;
+        p.kv_commit = commit;
+        const size_t before = rss_bytes();
+        engine *e = engine_new(m, &p, err, sizeof err);
+        if (!e)
+            fail_msg("engine_new: %s", err);
+        const size_t grew = rss_bytes() - before;
+        if (commit)
+            assert_true(grew >= (size_t)(POOL_MIB - 8) << 20);
+        else
+            assert_true(grew < (size_t)(POOL_MIB / 2) << 20); /* lazily committed (sanitizers add shadow pages) */
+        int32_t tok[3] = {1, 2, 3}, pos[3] = {0, 1, 2}, seq[3] = {0, 0, 0};
+        engine_batch b = {3, tok, pos, seq, NULL};
+        assert_int_equal(engine_decode(e, &b, out[commit], err, sizeof err), 0);
+        engine_free(e);
+    }
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+    model_free(m);
+}
+
 static void expect_load_error(const opts *o, const char *needle)
 {
     char path[64] = "/tmp/ward-test-engine-bad-XXXXXX";
@@ -362,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_positions_and_slots),
         cmocka_unit_test(test_context_full),
         cmocka_unit_test(test_engine_params),
+        cmocka_unit_test(test_kv_commit),
         cmocka_unit_test(test_malformed_models),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
