@@ -17,7 +17,8 @@
 #
 # If LLAMA_BENCH names a llama-bench binary (built by you; this script never
 # fetches or builds one), it also runs `llama-bench -t 2 -p 128 -n 64 -o json`
-# on the same files, in the same rounds, and prints ward / llama.cpp ratios.
+# on the same files, in the same rounds, and prints ward / llama.cpp ratios
+# (the median over the rounds of each round's ratio: the two ran back to back).
 # Any command taking those flags and printing llama-bench's JSON, or one
 # object {"pp_tok_s": .., "tg_tok_s": ..}, will do.
 #
@@ -156,8 +157,14 @@ for t in ward:
     if t in llama:
         lp = statistics.median(r[0] for r in llama[t])
         lt = statistics.median(r[1] for r in llama[t])
-        line += " %12.1f %12.1f %8.2f %8.2f" % (lp, lt, pp / lp if lp else 0, tg / lt if lt else 0)
+        # ratios round by round (ward and llama.cpp ran one after the other), then their median
+        rp = [w["pp_tok_s"] / l[0] for w, l in zip(runs, llama[t]) if l[0] > 0]
+        rt = [w["tg_tok_s"] / l[1] for w, l in zip(runs, llama[t]) if l[1] > 0]
+        line += " %12.1f %12.1f %8.2f %8.2f" % (lp, lt, statistics.median(rp) if rp else 0,
+                                                statistics.median(rt) if rt else 0)
     print(line)
+if llama:
+    print("\n(pp x, tg x: ward / llama.cpp in each round, median over the rounds)")
 print("\n(medians of %d ward runs; roofline = weight bytes/token x decode tok/s / the bandwidth probed around"
       " that run; median probe %.1f GB/s)" % (max(len(v) for v in ward.values()) if ward else 0, bw_med))
 PYEOF
