@@ -88,7 +88,8 @@ int kern_pack_panel_rows(uint32_t type, size_t n) { return kp_panel_groups(type,
  * by slice, each slice holding every group's units of it in group order. */
 typedef struct {
     size_t ng, nu, su, ub;
-    int pg;
+    size_t hs; /* pair != 0: head bytes of a block (its 16 scales) */
+    int pg, pair;
 } kp_geom;
 
 static kp_geom kp_geometry(uint32_t type, size_t n, size_t rb, size_t nr)
@@ -97,6 +98,8 @@ static kp_geom kp_geometry(uint32_t type, size_t n, size_t rb, size_t nr)
     kp_geom g = {.ng = nr / KP_ROWS, .nu = n / unit, .pg = kp_panel_groups(type, n)};
     g.ub = kern_pack_group_bytes(type, n, rb) / g.nu;
     g.su = g.pg > 1 ? KP_SLICE / unit : g.nu;
+    g.pair = type == GGML_T_Q8_0;
+    g.hs = KP_ROWS * kp_head_bytes(type);
     return g;
 }
 
@@ -105,6 +108,35 @@ static size_t kp_off(const kp_geom *q, size_t g, size_t u)
     const size_t p0 = g / (size_t)q->pg * (size_t)q->pg, pn = q->ng - p0 < (size_t)q->pg ? q->ng - p0 : (size_t)q->pg;
     const size_t u0 = u / q->su * q->su, len = q->nu - u0 < q->su ? q->nu - u0 : q->su;
     return (p0 * q->nu + u0 * pn + (g - p0) * len + (u - u0)) * q->ub;
+}
+
+/* Pairs: a packed Q8_0 block (544 bytes per group: 32 of scales, 512 of
+ * quants) is not a multiple of 64 bytes, so every other block's quants
+ * crossed cache lines (each 64-byte load two line accesses). Its blocks are
+ * therefore stored in pairs from the start of each piece (a group's run of
+ * blocks in one slice): both heads (the 16 scales each), then both tails,
+ * which keeps every tail 64-byte aligned when the piece is; an odd last
+ * block stays as it was. Measured: Q8_0 decode +9.2% (median of 6
+ * alternating runs), +26% in L2. Q4_0 and Q5_0 (288 and 352 bytes) gained
+ * in L2 too but not in decode (Q4_0 -2.5%, Q5_0 +0.5%, within the noise),
+ * so they keep the plain order. Offsets of block u's head and tail: */
+static void kp_block_at(const kp_geom *q, size_t g, size_t u, size_t *head, size_t *tail)
+{
+    const size_t off = kp_off(q, g, u);
+    if (!q->pair) {
+        *head = off;
+        *tail = off + q->hs;
+        return;
+    }
+    const size_t u0 = u / q->su * q->su, len = q->nu - u0 < q->su ? q->nu - u0 : q->su, k = u - u0;
+    if ((k | 1) >= len) { /* the odd last block */
+        *head = off;
+        *tail = off + q->hs;
+        return;
+    }
+    const size_t base = off - (k & 1) * q->ub; /* the pair's start */
+    *head = base + (k & 1) * q->hs;
+    *tail = base + 2 * q->hs + (k & 1) * (q->ub - q->hs);
 }
 
 int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1)
@@ -244,22 +276,24 @@ static void kp_pack_q5_0(const uint8_t *s, size_t rb, size_t nb, size_t nr, uint
     const kp_geom q = kp_geometry(GGML_T_Q5_0, nb * KERN_Q8_BLOCK, rb, nr);
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = d + kp_off(&q, g, b);
+            size_t ho, to;
+            kp_block_at(&q, g, b, &ho, &to);
+            uint8_t *oh = d + ho, *ot = d + to;
             uint64_t mk[8] = {0};
             for (size_t r = 0; r < KP_ROWS; r++) {
                 const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * 22;
                 uint32_t qh;
-                memcpy(o + 2 * r, blk, 2);
+                memcpy(oh + 2 * r, blk, 2);
                 memcpy(&qh, blk + 2, 4);
                 for (size_t j = 0; j < 4; j++) {
-                    memcpy(o + 32 + j * 64 + 4 * r, blk + 6 + 4 * j, 4);
+                    memcpy(ot + j * 64 + 4 * r, blk + 6 + 4 * j, 4);
                     for (size_t e = 0; e < 4; e++) {
                         mk[2 * j] |= (uint64_t)((qh >> (4 * j + e)) & 1) << (4 * r + e);
                         mk[2 * j + 1] |= (uint64_t)((qh >> (16 + 4 * j + e)) & 1) << (4 * r + e);
                     }
                 }
             }
-            memcpy(o + 288, mk, sizeof mk);
+            memcpy(ot + 256, mk, sizeof mk);
         }
 }
 
@@ -297,13 +331,14 @@ void kern_pack(uint32_t type, const void *src, size_t rb, size_t n, size_t nr, v
     const kp_geom q = kp_geometry(type, n, rb, nr);
     for (size_t g = 0; g < nr / KP_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = d + kp_off(&q, g, b);
+            size_t ho, to;
+            kp_block_at(&q, g, b, &ho, &to);
             for (size_t r = 0; r < KP_ROWS; r++) {
                 const uint8_t *blk = s + (g * KP_ROWS + r) * rb + b * bb;
                 for (size_t h = 0; h < hb; h += 2) /* the 16 d, then (Q4_1) the 16 m */
-                    memcpy(o + h * KP_ROWS + 2 * r, blk + h, 2);
+                    memcpy(d + ho + h * KP_ROWS + 2 * r, blk + h, 2);
                 for (size_t j = 0; j < nq / 4; j++)
-                    memcpy(o + hb * KP_ROWS + j * 4 * KP_ROWS + 4 * r, blk + hb + 4 * j, 4);
+                    memcpy(d + to + j * 4 * KP_ROWS + 4 * r, blk + hb + 4 * j, 4);
             }
         }
 }
@@ -363,7 +398,8 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, c
 {
     const int Q4 = TYPE != GGML_T_Q8_0; /* nibbles (Q5_0: plus fifth bits) */
     const size_t gbb = KP_ROWS * (TYPE == GGML_T_Q4_0 ? 18 : TYPE == GGML_T_Q4_1 ? 20 : TYPE == GGML_T_Q5_0 ? 22 : 34);
-    const size_t qo = KP_ROWS * (TYPE == GGML_T_Q4_1 ? 4 : 2); /* quants after the scales */
+    const size_t hs = KP_ROWS * (TYPE == GGML_T_Q4_1 ? 4 : 2); /* head: the scales (and Q4_1's mins) */
+    const int pair = TYPE == GGML_T_Q8_0;                       /* blocks stored in pairs (kp_block_at) */
     const int off = TYPE == GGML_T_Q4_0 ? 8 : TYPE == GGML_T_Q4_1 ? 0 : TYPE == GGML_T_Q5_0 ? 16 : 128;
     const __m512i sixteen = _mm512_set1_epi8(16);
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
@@ -372,7 +408,14 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, c
     for (int c = 0; c < C; c++)
         acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + (size_t)c * ldy);
     for (size_t b = b0; b < b1; b++) {
-        const uint8_t *gb = g + (b - b0) * gbb;
+        /* head and tail of block b (kp_block_at, within this piece) */
+        const size_t k = b - b0;
+        const uint8_t *gb = g + k * gbb, *qb = gb + hs;
+        if (pair && (k | 1) < b1 - b0) {
+            const uint8_t *pb = g + (k & ~(size_t)1) * gbb;
+            gb = pb + (k & 1) * hs;
+            qb = pb + 2 * hs + (k & 1) * (gbb - hs);
+        }
         __m512i is[KP_CMAX];
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
@@ -380,11 +423,11 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, c
         if (Q4) {
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                const __m512i v = _mm512_loadu_si512(gb + qo + 64 * j);
+                const __m512i v = _mm512_loadu_si512(qb + 64 * j);
                 __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
                 if (TYPE == GGML_T_Q5_0) {
                     uint64_t mk[2];
-                    memcpy(mk, gb + 288 + 16 * j, 16);
+                    memcpy(mk, qb + 256 + 16 * j, 16);
                     lo = _mm512_mask_add_epi8(lo, (__mmask64)mk[0], lo, sixteen);
                     hi = _mm512_mask_add_epi8(hi, (__mmask64)mk[1], hi, sixteen);
                 }
@@ -398,7 +441,7 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, c
         } else {
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
-                const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(gb + qo + 64 * j), flip);
+                const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(qb + 64 * j), flip);
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
                     const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + b * 32;
