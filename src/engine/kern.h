@@ -123,7 +123,8 @@ int kern_has_q8(const kern_ops *k, uint32_t type);
 /* ---- Packed weights (AVX-512; VNNI for the integer types) ----
  * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K and F16 matrices with a multiple of KERN_PACK_ROWS
  * rows can be copied at load time into groups of 16 interleaved rows
- * (kern_pack.c has the layouts; group g at g * kern_pack_group_bytes). Q4_1
+ * (kern_pack.c has the layouts; a matrix starts a group, or a panel, every
+ * kern_pack_group_bytes times its groups). Q4_1
  * and the K-quants have no row-major integer kernel: without packing they
  * keep f32 activations.
  * Their kernel needs no horizontal sums and unpacks each weight byte once
@@ -147,7 +148,8 @@ int kern_pack_usable(const kern_ops *k, uint32_t type);
  * elements): 16 * row_bytes, except Q4_K (scales and mins unpacked to bytes:
  * n / 256 * 2368, 3% more; Q5_K: + fifth-bit masks, 2880, 2% more) and Q6_K
  * (values unpacked to bytes: n / 256 *
- * 4384, 30% more). Group g of a packed matrix starts at g times this. */
+ * 4384, 30% more). Group g of a packed matrix starts at g times this when
+ * g starts a panel (kern_pack_panel_rows); in a panel, groups interleave. */
 size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t row_bytes);
 /* Rows of one panel of a packed matrix of this type and row length: a
  * multiple of KERN_PACK_ROWS (KERN_PACK_ROWS: no panels). */

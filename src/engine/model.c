@@ -478,7 +478,7 @@ static void prefault_embd(const model *m)
 #ifdef MADV_POPULATE_READ
     const model_weight *w = &m->tok_embd;
     const long pg = sysconf(_SC_PAGESIZE);
-    if (!w->data || pg <= 0 || w->ne1 > SIZE_MAX / w->row_bytes)
+    if (!w->data || pg <= 0 || !w->row_bytes || w->ne1 > SIZE_MAX / w->row_bytes)
         return;
     const uintptr_t a = (uintptr_t)w->data, b = a + (size_t)w->ne1 * w->row_bytes;
     const uintptr_t lo = a / (uintptr_t)pg * (uintptr_t)pg, hi = (b + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg;
