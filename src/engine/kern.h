@@ -145,10 +145,11 @@ int kern_pack_supported(uint32_t type, uint64_t ne0, uint64_t ne1);
  * the caller uses the row-major data). */
 int kern_pack_usable(const kern_ops *k, uint32_t type);
 /* Bytes of one packed group of KERN_PACK_ROWS rows (row_bytes each, n
- * elements): 16 * row_bytes, except Q4_K (scales and mins unpacked to bytes:
- * n / 256 * 2368, 3% more; Q5_K: + fifth-bit masks, 2880, 2% more) and Q6_K
- * (values unpacked to bytes: n / 256 *
- * 4384, 30% more). Group g of a packed matrix starts at g times this when
+ * elements): 16 * row_bytes, except Q4_0 rows of whole super-blocks (n %
+ * 256 == 0: n / 256 * 2368, 3% more, a 64-byte first line per 8 blocks),
+ * Q4_K (scales and mins unpacked to bytes: n / 256 * 2368, 3% more; Q5_K:
+ * + fifth-bit masks, 2880, 2% more) and Q6_K (values unpacked to bytes:
+ * n / 256 * 4384, 30% more). Group g of a packed matrix starts at g times this when
  * g starts a panel (kern_pack_panel_rows); in a panel, groups interleave. */
 size_t kern_pack_group_bytes(uint32_t type, size_t n, size_t row_bytes);
 /* Rows of one panel of a packed matrix of this type and row length: a

@@ -280,6 +280,22 @@ static void test_pack(void **s)
     assert_memory_equal(pk + 1088 + 2, row1 + 68, 2); /* block 2: d */
     assert_memory_equal(pk + 1120 + 4, row1 + 70, 4); /*          quants */
     free(pk), free(w);
+    /* Q4_0 by super-blocks (n 256): a zero first line, block j's scales in
+     * halves (rows 0..7 at 64 + 16j, 8..15 at 192 + 16j), then per pair of
+     * blocks 8 chunks of 4 bytes per row, nibbles of the two blocks. */
+    w = make_weights(GGML_T_Q4_0, KERN_PACK_ROWS, 256, &rb);
+    assert_int_equal(kern_pack_group_bytes(GGML_T_Q4_0, 256, rb), 2368);
+    pk = malloc(2368);
+    assert_non_null(pk);
+    kern_pack(GGML_T_Q4_0, w, rb, 256, KERN_PACK_ROWS, pk);
+    static const uint8_t zero[64];
+    assert_memory_equal(pk, zero, 64);
+    assert_memory_equal(pk + 64 + 2, w + rb, 2);                         /* row 1, block 0: d */
+    assert_memory_equal(pk + 192 + 16 * 3 + 2, w + 9 * rb + 3 * 18, 2); /* row 9, block 3 */
+    const uint8_t *b2 = w + rb + 2 * 18 + 2, *b3 = b2 + 18; /* row 1's nibbles of blocks 2 and 3 */
+    assert_int_equal(pk[320 + 512 + 4 * 64 + 4 + 1], (b2[1] >> 4) | (b3[1] >> 4) << 4); /* element 17 */
+    assert_int_equal(pk[320 + 512 + 0 * 64 + 4 + 2], (b2[2] & 15) | (b3[2] & 15) << 4); /* element 2 */
+    free(pk), free(w);
     free(x);
 }
 
@@ -311,7 +327,8 @@ static void test_matmul_packed(void **s)
         const uint32_t t = ti ? GGML_T_Q8_0 : GGML_T_Q4_0;
         size_t rb;
         uint8_t *w = make_weights(t, MAX_ROWS, N, &rb);
-        uint8_t *pk = malloc(rb * MAX_ROWS);
+        uint8_t *pk = malloc(kern_pack_group_bytes(t, N, rb) * (MAX_ROWS / KERN_PACK_ROWS));
+        assert_non_null(pk);
         kern_pack(t, w, rb, N, MAX_ROWS, pk);
         model_weight mw = {.data = w, .type = t, .ne0 = N, .ne1 = MAX_ROWS, .row_bytes = rb, .name = "w", .packed = pk};
         assert_int_equal(cpu_set_level(det), 0);
@@ -381,7 +398,7 @@ static void test_pack_panels(void **s)
      * in the matrix, slice 0 holds groups 0..3's first 32 blocks in turn. */
     size_t rb;
     uint8_t *w = make_weights(GGML_T_Q4_0, NR, 4096, &rb);
-    const size_t gb = kern_pack_group_bytes(GGML_T_Q4_0, 4096, rb), piece = 32 * KERN_PACK_ROWS * 18;
+    const size_t gb = kern_pack_group_bytes(GGML_T_Q4_0, 4096, rb), piece = gb / 4; /* 4 slices of 1024 */
     uint8_t *pk = malloc(gb * (NR / KERN_PACK_ROWS)), *one = malloc(gb);
     assert_non_null(pk);
     assert_non_null(one);
