@@ -282,12 +282,16 @@ static void kp_pack_q6_k(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8
  * halves (rows 0..7 at 64 + 16j, rows 8..15 at 192 + 16j), then for each
  * pair of blocks c (2c, 2c + 1) 8 chunks of 64 bytes: chunk k holds 4 bytes
  * of each row, byte e with element 4k + e of block 2c in its low nibble and
- * of block 2c + 1 in its high one. It mirrors the packed Q4_K layout, which
- * decoded ~20% faster than the per-block one on the same bytes; each part
- * mattered (measured in decode, median of alternating runs): the scales
- * next to each other in one 32-byte run per block instead of halves, -13%;
- * no first line, or a first line the kernel does not touch first, -10%
- * (the kernel prefetches it at the super-block's start). */
+ * of block 2c + 1 in its high one. It copies the shape of the packed Q4_K
+ * layout, which decoded ~20% faster than Q4_0's per-block one on files of
+ * the same size. Why each part matters is not known (these VMs expose no
+ * performance counters), but each was measured, against this layout: the
+ * first line left untouched, -15% in decode; no first line (the halves in
+ * lines 0..3), -30% in decode; each block's 16 scales in one 32-byte run,
+ * -20% in a kernel microbenchmark. The kernel prefetches the first line at
+ * the super-block's start. Against the per-block layout: decode +17%
+ * (median of 8 alternating runs), prompts -6% (more loads per dot product
+ * when 8 tokens share a tile; see kp_tile_q4_0s). */
 static void kp_pack_q4_0s(const uint8_t *s, size_t rb, size_t n, size_t nr, uint8_t *d)
 {
     const kp_geom q = kp_geometry(GGML_T_Q4_0, n, rb, nr);
@@ -553,7 +557,7 @@ KPI void kp_tile_q4_0s(const int C, size_t n, size_t sb0, size_t sb1, const uint
         _mm_prefetch((const char *)gb, _MM_HINT_T0); /* the first line first (kp_pack_q4_0s) */
         for (int cp = 0; cp < 4; cp++) {
             const size_t b = sb * 8 + 2 * (size_t)cp;
-            if (C > KP_Q40_PAIR_MAX_C) { /* one block at a time: is0 and is1 for 8 tokens would spill */
+            if (C > KP_Q40_PAIR_MAX_C) { /* one block at a time: both blocks' sums for 8 tokens spilled (-11% in prompts) */
                 for (int h = 0; h < 2; h++) {
                     __m512i is[KP_CMAX];
 #pragma GCC unroll 8
