@@ -303,13 +303,16 @@ static void kp_pack_q4_0s(const uint8_t *s, size_t rb, size_t n, size_t nr, uint
                 const uint8_t *row = s + (g * KP_ROWS + r) * rb + b * 8 * 18;
                 for (size_t j = 0; j < 8; j++)
                     memcpy(o + (r < 8 ? 64 : 192) + 16 * j + 2 * (r % 8), row + 18 * j, 2);
-                for (size_t c = 0; c < 4; c++)
-                    for (size_t m = 0; m < 32; m++) { /* element m of blocks 2c and 2c + 1 */
-                        const uint8_t *qa = row + 18 * 2 * c + 2, *qb = qa + 18;
-                        const uint8_t lo = m < 16 ? qa[m] & 15 : qa[m - 16] >> 4;
-                        const uint8_t hi = m < 16 ? qb[m] & 15 : qb[m - 16] >> 4;
-                        o[320 + c * 512 + m / 4 * 64 + 4 * r + m % 4] = (uint8_t)(lo | hi << 4);
+                for (size_t c = 0; c < 4; c++) {
+                    const uint8_t *qa = row + 18 * 2 * c + 2, *qb = qa + 18; /* blocks 2c, 2c + 1 */
+                    uint8_t e[32]; /* element m of both blocks */
+                    for (size_t m = 0; m < 16; m++) {
+                        e[m] = (uint8_t)((qa[m] & 15) | (qb[m] & 15) << 4);
+                        e[m + 16] = (uint8_t)(qa[m] >> 4 | (qb[m] >> 4) << 4);
                     }
+                    for (size_t k = 0; k < 8; k++)
+                        memcpy(o + 320 + c * 512 + k * 64 + 4 * r, e + 4 * k, 4);
+                }
             }
         }
 }
