@@ -445,9 +445,57 @@ KPI int32_t ld32(const int8_t *p)
     return v;
 }
 
-/* 16 rows (one group) x C tokens, blocks [b0, b1) of nb, g at block b0.
- * first: the sums start at 0, else they go on from y (exact: f32 in, f32
- * out), so a row split in slices follows the same sequence as a whole one. */
+/* A tile's float sums, one vector of 16 rows per token: first, they start
+ * at 0, else they go on from y (exact: f32 in, f32 out), so a row split in
+ * slices follows the same sequence as a whole one. */
+KPI void kp_acc_load(const int C, __m512 *acc, const float *y, size_t ldy, int first)
+{
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + (size_t)c * ldy);
+}
+
+KPI void kp_acc_store(const int C, const __m512 *acc, float *y, size_t ldy)
+{
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+}
+
+/* Exact integer sums of two 32-element blocks for C tokens, from 8 chunks
+ * of 64 bytes at q whose low nibbles belong to the first block and high
+ * nibbles to the second (the packed Q4_K, Q5_K and Q4_0 super-block
+ * layouts): is0 (is1) gets the first (second) block times the activations
+ * of block blk (blk + 1). mk: Q5_K's fifth-bit masks, 16 bytes per chunk
+ * (low, then high), or NULL. */
+KPI void kp_nibble_pair(const int C, const uint8_t *q, const uint8_t *mk, const uint8_t *xq, size_t ldxq, size_t blk,
+                        __m512i *is0, __m512i *is1)
+{
+    const __m512i m4 = _mm512_set1_epi8(15), sixteen = _mm512_set1_epi8(16);
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        is0[c] = is1[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        const __m512i v = _mm512_loadu_si512(q + 64 * k);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if (mk) {
+            uint64_t m[2];
+            memcpy(m, mk + 16 * k, 16);
+            lo = _mm512_mask_add_epi8(lo, (__mmask64)m[0], lo, sixteen);
+            hi = _mm512_mask_add_epi8(hi, (__mmask64)m[1], hi, sixteen);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + blk * 32;
+            is0[c] = _mm512_dpbusd_epi32(is0[c], lo, _mm512_set1_epi32(ld32(xb + 4 * k)));
+            is1[c] = _mm512_dpbusd_epi32(is1[c], hi, _mm512_set1_epi32(ld32(xb + 32 + 4 * k)));
+        }
+    }
+}
+
+/* 16 rows (one group) x C tokens, blocks [b0, b1) of nb, g at block b0;
+ * first: as kp_acc_load. */
 KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, const uint8_t *g, const uint8_t *xq,
                  size_t ldxq, float *y, size_t ldy, int first)
 {
@@ -459,9 +507,7 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, c
     const __m512i sixteen = _mm512_set1_epi8(16);
     const __m512i m4 = _mm512_set1_epi8(15), flip = _mm512_set1_epi8((char)0x80);
     __m512 acc[KP_CMAX];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + (size_t)c * ldy);
+    kp_acc_load(C, acc, y, ldy, first);
     for (size_t b = b0; b < b1; b++) {
         /* head and tail of block b (kp_block_at, within this piece) */
         const size_t k = b - b0;
@@ -520,9 +566,7 @@ KPI void kp_tile(const int TYPE, const int C, size_t nb, size_t b0, size_t b1, c
                 acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(dx * (float)s), acc[c]);
         }
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+    kp_acc_store(C, acc, y, ldy);
 }
 
 /* Q4_0 by super-blocks (kp_pack_q4_0s), 16 rows x C tokens, super-blocks
@@ -552,9 +596,7 @@ KPI void kp_tile_q4_0s(const int C, size_t n, size_t sb0, size_t sb1, const uint
     const size_t nb = n / KERN_Q8_BLOCK;
     const __m512i m4 = _mm512_set1_epi8(15);
     __m512 acc[KP_CMAX];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + (size_t)c * ldy);
+    kp_acc_load(C, acc, y, ldy, first);
     for (size_t sb = sb0; sb < sb1; sb++) {
         const uint8_t *gb = g + (sb - sb0) * KP_Q40_SB;
         _mm_prefetch((const char *)gb, _MM_HINT_T0); /* the first line first (kp_pack_q4_0s) */
@@ -584,20 +626,7 @@ KPI void kp_tile_q4_0s(const int C, size_t n, size_t sb0, size_t sb1, const uint
                 continue;
             }
             __m512i is0[KP_CMAX], is1[KP_CMAX];
-#pragma GCC unroll 8
-            for (int c = 0; c < C; c++)
-                is0[c] = is1[c] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m512i v = _mm512_loadu_si512(gb + 320 + 512 * cp + 64 * k);
-                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-#pragma GCC unroll 8
-                for (int c = 0; c < C; c++) {
-                    const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + b * 32;
-                    is0[c] = _mm512_dpbusd_epi32(is0[c], lo, _mm512_set1_epi32(ld32(xb + 4 * k)));
-                    is1[c] = _mm512_dpbusd_epi32(is1[c], hi, _mm512_set1_epi32(ld32(xb + 32 + 4 * k)));
-                }
-            }
+            kp_nibble_pair(C, gb + 320 + 512 * cp, NULL, xq, ldxq, b, is0, is1);
             const __m512 d0 = kp_f16_halves(gb + 64 + 32 * cp, gb + 192 + 32 * cp);
             const __m512 d1 = kp_f16_halves(gb + 80 + 32 * cp, gb + 208 + 32 * cp);
 #pragma GCC unroll 8
@@ -607,9 +636,7 @@ KPI void kp_tile_q4_0s(const int C, size_t n, size_t sb0, size_t sb1, const uint
             }
         }
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+    kp_acc_store(C, acc, y, ldy);
 }
 
 /* Q4_K, 16 rows x C tokens: per sub-block j, I = sum of nibble x q (exact,
@@ -618,37 +645,16 @@ KPI void kp_tile_q45_k(const int Q5, const int C, size_t n, size_t sb0, size_t s
                        const uint8_t *xq, size_t ldxq, float *y, size_t ldy, int first)
 {
     const size_t nb = n / KERN_Q8_BLOCK, sbb = Q5 ? KP_Q5K_SB : KP_Q4K_SB;
-    const __m512i m4 = _mm512_set1_epi8(15), sixteen = _mm512_set1_epi8(16);
     __m512 acc[KP_CMAX];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + (size_t)c * ldy);
+    kp_acc_load(C, acc, y, ldy, first);
     for (size_t b = sb0; b < sb1; b++) {
         const uint8_t *gb = g + (b - sb0) * sbb;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + 32)));
         for (int cp = 0; cp < 4; cp++) {
             __m512i is0[KP_CMAX], is1[KP_CMAX];
-#pragma GCC unroll 8
-            for (int c = 0; c < C; c++)
-                is0[c] = is1[c] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                const __m512i v = _mm512_loadu_si512(gb + 320 + cp * 512 + k * 64);
-                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                if (Q5) {
-                    uint64_t mk[2];
-                    memcpy(mk, gb + 2368 + (cp * 8 + k) * 16, 16);
-                    lo = _mm512_mask_add_epi8(lo, (__mmask64)mk[0], lo, sixteen);
-                    hi = _mm512_mask_add_epi8(hi, (__mmask64)mk[1], hi, sixteen);
-                }
-#pragma GCC unroll 8
-                for (int c = 0; c < C; c++) {
-                    const int8_t *xb = (const int8_t *)(xq + (size_t)c * ldxq) + (b * 8 + 2 * (size_t)cp) * 32;
-                    is0[c] = _mm512_dpbusd_epi32(is0[c], lo, _mm512_set1_epi32(ld32(xb + 4 * k)));
-                    is1[c] = _mm512_dpbusd_epi32(is1[c], hi, _mm512_set1_epi32(ld32(xb + 32 + 4 * k)));
-                }
-            }
+            kp_nibble_pair(C, gb + 320 + cp * 512, Q5 ? gb + 2368 + cp * 8 * 16 : NULL, xq, ldxq,
+                           b * 8 + 2 * (size_t)cp, is0, is1);
             for (int h = 0; h < 2; h++) {
                 const int j = 2 * cp + h;
                 const __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
@@ -670,9 +676,7 @@ KPI void kp_tile_q45_k(const int Q5, const int C, size_t n, size_t sb0, size_t s
             }
         }
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+    kp_acc_store(C, acc, y, ldy);
 }
 
 /* Q6_K, 16 rows x C tokens: per 32-block j, the halves' integer dots Ia, Ib
@@ -683,9 +687,7 @@ KPI void kp_tile_q6_k(const int C, size_t n, size_t sb0, size_t sb1, const uint8
 {
     const size_t nb = n / KERN_Q8_BLOCK;
     __m512 acc[KP_CMAX];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        acc[c] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(y + (size_t)c * ldy);
+    kp_acc_load(C, acc, y, ldy, first);
     for (size_t b = sb0; b < sb1; b++) {
         const uint8_t *gb = g + (b - sb0) * KP_Q6K_SB;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));
@@ -723,9 +725,7 @@ KPI void kp_tile_q6_k(const int C, size_t n, size_t sb0, size_t sb1, const uint8
             }
         }
     }
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-        _mm512_storeu_ps(y + (size_t)c * ldy, acc[c]);
+    kp_acc_store(C, acc, y, ldy);
 }
 
 /* Per type, a function taking the token count C at run time and calling
@@ -769,7 +769,10 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     void (*fn)(int, size_t, size_t, size_t, const uint8_t *, const uint8_t *, size_t, float *, size_t, int);
     size_t block; /* elements each group-block of the type covers */
     switch (type) {
-    case GGML_T_Q4_0: fn = kp_q4_0; block = KERN_Q8_BLOCK; break;
+    case GGML_T_Q4_0: /* whole super-blocks: by 8 blocks (kp_pack_q4_0s) */
+        fn = kp_q40_super(type, n) ? kp_q4_0s : kp_q4_0;
+        block = kp_q40_super(type, n) ? KP_QK : KERN_Q8_BLOCK;
+        break;
     case GGML_T_Q8_0: fn = kp_q8_0; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q4_1: fn = kp_q4_1; block = KERN_Q8_BLOCK; break;
     case GGML_T_Q5_0: fn = kp_q5_0; block = KERN_Q8_BLOCK; break;
@@ -777,10 +780,6 @@ KPT int kern_pack_gemm(uint32_t type, const void *packed, size_t rb, int nr, siz
     case GGML_T_Q5_K: fn = kp_q5_k; block = KP_QK; break;
     case GGML_T_Q6_K: fn = kp_q6_k; block = KP_QK; break;
     default: return -1;
-    }
-    if (kp_q40_super(type, n)) {
-        fn = kp_q4_0s;
-        block = KP_QK;
     }
     if (nr % KP_ROWS != 0 || n % block != 0)
         return -1;
